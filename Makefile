@@ -1,0 +1,32 @@
+# Everything runs inside .venv, made from requirements*.txt with the Python on PATH.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast clean-runs help
+
+help:
+	@echo "make demo   - install, then train the DCGAN on the bundled digits (a few minutes)"
+	@echo "make test   - install, then run the test suite"
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python scripts/train_dcgan.py --preset demo --run-name demo $(ARGS)
+
+test: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q $(ARGS)
+
+test-fast: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+clean-runs:
+	rm -rf logs/*/ saved_models/*/

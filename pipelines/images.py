@@ -1,0 +1,134 @@
+"""Image files: listing, validation, decoding and resizing.
+
+Decoding in `tf.data` uses `tf.io.decode_image` (PNG, JPEG, GIF, BMP).
+Files are checked before a pipeline is built, so a broken file is reported by
+name up front instead of failing in the middle of an epoch.
+"""
+
+import logging
+import pathlib
+
+import imageio.v3 as iio
+import numpy as np
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".pgm")
+JUNK_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
+_SIGNATURES = {
+    ".png": (b"\x89PNG\r\n\x1a\n",),
+    ".jpg": (b"\xff\xd8\xff",),
+    ".jpeg": (b"\xff\xd8\xff",),
+    ".gif": (b"GIF87a", b"GIF89a"),
+    ".bmp": (b"BM",),
+    ".pgm": (b"P5", b"P2"),
+}
+
+
+def is_image_path(path):
+    return pathlib.Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def check_image_file(path):
+    """Raises `ValueError` naming the file if it is empty or not what its extension says."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found.")
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path}: the file is empty (0 bytes).")
+    with open(path, "rb") as file:
+        head = file.read(16)
+    signatures = _SIGNATURES.get(path.suffix.lower())
+    if signatures and not any(head.startswith(signature) for signature in signatures):
+        raise ValueError(
+            f"{path}: not a valid {path.suffix.lower()[1:].upper()} file "
+            f"(its first bytes are {head[:8]!r})."
+        )
+    return path
+
+
+def list_images(folder, check=True):
+    """Sorted image files directly inside `folder`.
+
+    Hidden files and desktop junk (`.DS_Store`, `Thumbs.db`) are ignored;
+    other non-image files are skipped with a warning.
+    """
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: folder not found.")
+    images, skipped = [], []
+    for path in sorted(folder.iterdir()):
+        if path.is_dir() or path.name.startswith(".") or path.name.lower() in JUNK_FILES:
+            continue
+        (images if is_image_path(path) else skipped).append(path)
+    if skipped:
+        logger.warning(
+            "%s: skipped %d non-image file(s): %s", folder, len(skipped), ", ".join(p.name for p in skipped[:5])
+        )
+    if check:
+        for path in images:
+            check_image_file(path)
+    return images
+
+
+def read_image(path, channels=None):
+    """Reads one image file into a NumPy array [H, W, C] (uint8 or uint16).
+
+    `channels` 1 converts colour to grayscale (luma); 3 repeats a gray channel.
+    """
+    path = check_image_file(path)
+    try:
+        image = iio.imread(path, index=0) if path.suffix.lower() == ".gif" else iio.imread(path)
+    except Exception as error:
+        raise ValueError(f"{path}: cannot be decoded as an image ({error}).") from error
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3:
+        raise ValueError(f"{path}: expected a 2-D image, got an array of shape {image.shape}.")
+    return convert_channels_numpy(image, channels)
+
+
+def convert_channels_numpy(image, channels):
+    """Converts [..., C] arrays to `channels` (alpha dropped, luma for gray)."""
+    if channels is None or image.shape[-1] == channels:
+        return image
+    if image.shape[-1] in (2, 4):
+        image = image[..., :-1]
+    if channels == 1 and image.shape[-1] == 3:
+        weights = np.array([0.2989, 0.5870, 0.1140], dtype=np.float64)
+        gray = np.tensordot(image.astype(np.float64), weights, axes=([-1], [0]))
+        return np.round(gray).astype(image.dtype)[..., None]
+    if channels == 3 and image.shape[-1] == 1:
+        return np.repeat(image, 3, axis=-1)
+    return image
+
+
+def decode_image(contents, channels):
+    """Decodes PNG/JPEG/GIF/BMP bytes in a tf.data map: uint8 [H, W, channels]."""
+    image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
+    image.set_shape([None, None, channels])
+    return image
+
+
+def convert_channels(image, channels):
+    """Converts a [H, W, C] tensor to `channels` (1 or 3)."""
+    current = image.shape[-1]
+    if current == channels:
+        return image
+    if current == 3 and channels == 1:
+        return tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))), image.dtype)
+    if current == 1 and channels == 3:
+        return tf.image.grayscale_to_rgb(image)
+    raise ValueError(f"Cannot convert images with {current} channels to {channels}.")
+
+
+def resize(image, size, method="bilinear"):
+    """Resizes a [H, W, C] image to `size` (int or (height, width)); returns float32."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    image = tf.cast(image, tf.float32)
+    if tuple(image.shape[:2]) == size:
+        return image
+    return tf.image.resize(image, size, method=method, antialias=method != "nearest")

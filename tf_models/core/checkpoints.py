@@ -1,0 +1,97 @@
+"""`tf.train.Checkpoint` + `CheckpointManager`: resume, periodic saves, fallback.
+
+A checkpoint holds everything a run needs to continue exactly where it stopped:
+the model (and so its sub-networks and random seed state), every optimizer,
+its random seed states, the global step, the epoch and the position inside
+the epoch, plus any extra
+trackables a task adds (the DCGAN's fixed sample noise, for instance).
+"""
+
+import logging
+import pathlib
+import tempfile
+
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingState(tf.Module):
+    """Counters saved with every checkpoint."""
+
+    def __init__(self):
+        super().__init__(name="training_state")
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.step_in_epoch = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="step_in_epoch"
+        )
+
+    def as_dict(self):
+        return {
+            "step": int(self.step.numpy()),
+            "epoch": int(self.epoch.numpy()),
+            "step_in_epoch": int(self.step_in_epoch.numpy()),
+        }
+
+
+def random_state_variables(model):
+    """The model's random seed states (noise, dropout): variables that are not weights.
+
+    `tf.train.Checkpoint` does not reach them through the model, and without
+    them a resumed run would draw different noise than an uninterrupted one.
+    """
+    weights = {id(variable) for variable in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weights]
+
+
+class CheckpointKeeper:
+    """Saves and restores a run's checkpoints.
+
+    Args:
+        directory: where the checkpoints go (`saved_models/<task>/<run>/checkpoints`).
+        max_to_keep: how many recent checkpoints to keep.
+        write: False on non-chief workers, whose saves go to a scratch folder.
+        model: the Keras model; its weights, optimizers and seed states are saved.
+        **trackables: what else to save (variables, other trackables).
+    """
+
+    def __init__(self, directory, model, max_to_keep=3, write=True, **trackables):
+        self.directory = pathlib.Path(directory if write else tempfile.mkdtemp(prefix="worker_ckpt_"))
+        self.state = TrainingState()
+        self.checkpoint = tf.train.Checkpoint(
+            state=self.state, model=model, random_states=random_state_variables(model), **trackables
+        )
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(self.directory), max_to_keep=max_to_keep
+        )
+
+    @property
+    def latest(self):
+        return self.manager.latest_checkpoint
+
+    def restore(self):
+        """Restores the newest readable checkpoint; returns its path or None.
+
+        A checkpoint that cannot be read (cut short by a crash, corrupted on
+        disk) is skipped with a warning, and the one before it is tried. When
+        checkpoints exist but none can be read, the run is not silently
+        restarted: a `RuntimeError` says so.
+        """
+        candidates = list(reversed(self.manager.checkpoints))
+        for path in candidates:
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except Exception as error:  # corrupt files raise OpError, IndexError, ValueError...
+                logger.warning("Checkpoint %s is unreadable (%s); trying the previous one.", path, error)
+                continue
+            return path
+        if candidates:
+            raise RuntimeError(
+                f"None of the checkpoints in {self.directory} can be read ({', '.join(candidates)}). "
+                "Start the run again with --fresh, or under another --run-name."
+            )
+        return None
+
+    def save(self):
+        return self.manager.save(checkpoint_number=int(self.state.step.numpy()))

@@ -1,0 +1,59 @@
+"""Mixed precision in one place.
+
+`set_policy` picks the global Keras dtype policy before models are built.
+Custom `train_step`s call `scale_loss` and `apply_gradients` from here, so that
+float16 loss scaling and per-replica loss scaling are written once.
+"""
+
+import keras
+import tensorflow as tf
+
+POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def set_policy(name="float32"):
+    if name not in POLICIES:
+        raise ValueError(f"Unknown precision {name!r}; choose one of {', '.join(POLICIES)}.")
+    keras.mixed_precision.set_global_policy(name)
+    return keras.mixed_precision.global_policy()
+
+
+def wrap_optimizer(optimizer):
+    """Wraps an optimizer in a `LossScaleOptimizer` under mixed_float16."""
+    policy = keras.mixed_precision.global_policy()
+    if policy.name == "mixed_float16" and not isinstance(
+        optimizer, keras.optimizers.LossScaleOptimizer
+    ):
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def replica_mean(per_example_loss):
+    """Mean over the global batch: the local mean divided by the replica count.
+
+    Summing these across replicas (what the optimizers do with gradients) gives
+    the mean over the global batch, whatever the number of replicas.
+    """
+    per_example_loss = tf.cast(per_example_loss, tf.float32)
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return tf.reduce_mean(per_example_loss) / replicas
+
+
+def scale_loss(loss, optimizer):
+    """Multiplies the loss by the loss scale when the optimizer has one."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer.scale_loss(loss)
+    return loss
+
+
+def minimize(tape, loss, variables, optimizer):
+    """Gradient step on `variables` from a loss recorded on `tape`.
+
+    The loss is scaled on the tape (re-entered for that), and
+    `LossScaleOptimizer.apply_gradients` unscales the gradients and skips the
+    step when they are not finite.
+    """
+    with tape:
+        scaled_loss = scale_loss(loss, optimizer)
+    gradients = tape.gradient(scaled_loss, variables)
+    optimizer.apply_gradients(list(zip(gradients, variables)))

@@ -1,0 +1,110 @@
+"""One runner for every task: run folder, precision, strategy, checkpoints, loop, export.
+
+A task is an object with:
+
+- `name`: the folder name under `logs/` and `saved_models/`;
+- `resolve(config)`: the config with values that depend on the data filled in;
+- `build_data(config)`: an object with `make_dataset(epoch)`, `num_examples`
+  and optionally `validation_dataset`;
+- `build_model(config)`: the compiled model (built under the strategy scope);
+- `checkpoint_items(model)`: `{name: trackable}` saved besides the model;
+- `learning_rates(model, config)`: `[(optimizer, rate)]`, re-applied after a
+  restore so that a resumed run uses the learning rates it is given;
+- `callbacks(model, paths, config)`: task-specific Keras callbacks;
+- `export(model, paths, config)`: writes deployment artifacts, returns their paths.
+"""
+
+import dataclasses
+import os
+import shutil
+import sys
+import tempfile
+
+import keras
+
+from tf_models.core import callbacks as callbacks_lib
+from tf_models.core import checkpoints, loop, precision, runs
+from tf_models.core import strategy as strategy_lib
+
+
+@dataclasses.dataclass
+class RunResult:
+    paths: runs.RunPaths
+    model: keras.Model
+    history: dict
+    restored_from: str
+    written: list
+
+
+def steps_per_epoch(config, num_examples):
+    return config.steps_per_epoch or max(1, num_examples // config.batch_size)
+
+
+def save_keras_model(model, path):
+    """`model.save` to a temporary name, renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".keras", delete=False) as file:
+        temporary = file.name
+    try:
+        model.save(temporary)
+        shutil.move(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def prepare_run(task, config):
+    """Creates (or reopens) the run folders and records the config."""
+    paths = runs.RunPaths(
+        task.name, config.run_name or runs.default_run_name(), config.logs_root, config.models_root
+    )
+    if config.fresh:
+        shutil.rmtree(paths.log_dir, ignore_errors=True)
+        shutil.rmtree(paths.model_dir, ignore_errors=True)
+    paths.make_dirs()
+    runs.write_config(paths, config)
+    return paths
+
+
+def train(task, config, verbose=None):
+    """Trains `task` as `config` says, resuming the run if it exists."""
+    config = task.resolve(config)
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    paths = prepare_run(task, config)
+    runs.set_seed(config.seed)
+    precision.set_policy(config.precision)
+    strategy = strategy_lib.get_strategy(config.strategy, config.tpu or None)
+    chief = strategy_lib.is_chief(strategy)
+    data = task.build_data(config)
+    with strategy.scope():
+        model = task.build_model(config)
+        keeper = checkpoints.CheckpointKeeper(
+            paths.checkpoint_dir, write=chief, model=model, **task.checkpoint_items(model)
+        )
+    restored = keeper.restore()
+    for optimizer, rate in task.learning_rates(model, config):
+        optimizer.learning_rate = rate
+    if restored and verbose:
+        state = keeper.state.as_dict()
+        print(f"Resuming {paths.run_name} from {restored} (epoch {state['epoch']}, step {state['step']}).")
+    extra_callbacks = task.callbacks(model, paths, config) if chief else []
+    history = loop.train(
+        model,
+        data.make_dataset,
+        epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch(config, data.num_examples),
+        keeper=keeper,
+        callbacks=(callbacks_lib.standard_callbacks(paths) if chief else []) + extra_callbacks,
+        validation_dataset=getattr(data, "validation_dataset", None),
+        save_every_steps=config.save_every_steps,
+        jit_compile=config.jit_compile,
+        strategy=strategy,
+        verbose=verbose,
+    )
+    written = [paths.log_dir, keeper.latest]
+    if config.export and chief:
+        written.append(save_keras_model(model, paths.keras_file))
+        written += task.export(model, paths, config)
+    return RunResult(paths, model, history.history if history else {}, restored, written)

@@ -1,0 +1,131 @@
+"""Run folders, config files and seeding.
+
+Every run of every task lives in two folders:
+
+    logs/<task>/<run>/          TensorBoard events, config.json, history.csv,
+                                metrics, samples and figures
+    saved_models/<task>/<run>/  checkpoints/, model.keras, serving/<N>/, *.tflite
+
+Running again with the same run name resumes from the last checkpoint.
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import re
+import tempfile
+import time
+
+import keras
+
+_RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def validate_run_name(run_name):
+    """Refuses run names that could escape the run folders."""
+    if not run_name or not _RUN_NAME_PATTERN.match(run_name) or ".." in run_name:
+        raise ValueError(
+            f"Invalid run name {run_name!r}: use letters, digits, '.', '_' and '-' "
+            "only, starting with a letter or digit (no path separators, no '..')."
+        )
+    return run_name
+
+
+def default_run_name():
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPaths:
+    """The folders and files of one run."""
+
+    task: str
+    run_name: str
+    logs_root: pathlib.Path = pathlib.Path("logs")
+    models_root: pathlib.Path = pathlib.Path("saved_models")
+
+    def __post_init__(self):
+        validate_run_name(self.run_name)
+
+    @property
+    def log_dir(self):
+        return pathlib.Path(self.logs_root) / self.task / self.run_name
+
+    @property
+    def model_dir(self):
+        return pathlib.Path(self.models_root) / self.task / self.run_name
+
+    @property
+    def checkpoint_dir(self):
+        return self.model_dir / "checkpoints"
+
+    @property
+    def samples_dir(self):
+        return self.log_dir / "samples"
+
+    @property
+    def config_file(self):
+        return self.log_dir / "config.json"
+
+    @property
+    def keras_file(self):
+        return self.model_dir / "model.keras"
+
+    @property
+    def serving_dir(self):
+        return self.model_dir / "serving"
+
+    @property
+    def tflite_file(self):
+        return self.model_dir / "model.tflite"
+
+    def make_dirs(self):
+        for directory in (self.log_dir, self.model_dir, self.checkpoint_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def atomic_write_bytes(path, data):
+    """Writes `data` to a temporary file beside `path`, then renames it into place."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    return path
+
+
+def atomic_write_text(path, text):
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, payload):
+    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_config(paths, config):
+    """Writes the run's config next to its logs; keeps the first one on resume.
+
+    A resumed run appends its own config to `config_history` so that every
+    invocation stays reproducible.
+    """
+    config = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    if paths.config_file.exists():
+        existing = json.loads(paths.config_file.read_text())
+        existing.setdefault("resumed_with", []).append(config)
+        return write_json(paths.config_file, existing)
+    return write_json(paths.config_file, config)
+
+
+def set_seed(seed):
+    """Seeds Python, NumPy and TensorFlow (through Keras) in one call."""
+    keras.utils.set_random_seed(int(seed))

@@ -1,0 +1,154 @@
+"""The DCGAN task: data, model, callbacks and export for the shared runner."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipelines import gan as gan_pipeline
+from tf_models import dcgan
+from tf_models.core import callbacks as callbacks_lib
+from tf_models.core import config as config_lib
+from tf_models.core import export as export_lib
+from tf_models.core import runs
+
+option = config_lib.option
+
+
+@dataclasses.dataclass
+class DCGANConfig(config_lib.TrainConfig):
+    image_size: int = option(0, "28, 32 or 64; 0 uses the data's own size (digits: 28)")
+    channels: int = option(0, "1 or 3; 0 uses the data's own channels")
+    latent_dim: int = option(100, "size of the latent vector (nz)")
+    generator_filters: int = option(64, "filters of the generator's last hidden layer (ngf)")
+    discriminator_filters: int = option(64, "filters of the discriminator's first layer (ndf)")
+    discriminator_learning_rate: float = option(0.0, "discriminator learning rate; 0 uses --learning-rate")
+    beta_1: float = option(0.5, "Adam beta_1 of both optimizers")
+    real_label: float = option(1.0, "discriminator target for real images (0.9: one-sided label smoothing)")
+    sample_count: int = option(64, "images in each per-epoch sample grid")
+
+
+PRESETS = {
+    "demo": dict(data="digits", epochs=12, batch_size=64, generator_filters=32, discriminator_filters=32,
+                 save_every_steps=100),
+    "mnist": dict(image_size=28, channels=1),
+    "cifar10": dict(image_size=32, channels=3),
+}
+
+SERVING_OUTPUT = "images"
+
+
+def _native_shape(data, tfds_data_dir):
+    from pipelines import sources
+
+    split = sources.load(data, tfds_data_dir=tfds_data_dir or None)
+    image, _ = next(iter(split.dataset.take(1)))
+    return image.shape[0], split.channels
+
+
+class DCGANTask:
+    name = "dcgan"
+
+    def __init__(self):
+        self.fixed_noise = None
+
+    def resolve(self, config):
+        """Fills image_size and channels from the data when they are 0."""
+        if config.image_size and config.channels:
+            return config
+        native_size, native_channels = _native_shape(config.data, config.tfds_data_dir)
+        size = config.image_size or (native_size if native_size in dcgan.SUPPORTED_IMAGE_SIZES else 28)
+        return dataclasses.replace(config, image_size=size, channels=config.channels or native_channels)
+
+    def build_data(self, config):
+        return gan_pipeline.build_gan_data(
+            config.data,
+            config.image_size,
+            config.channels,
+            config.batch_size,
+            seed=config.seed,
+            tfds_data_dir=config.tfds_data_dir or None,
+        )
+
+    def build_model(self, config):
+        model = dcgan.DCGAN(
+            image_size=config.image_size,
+            channels=config.channels,
+            latent_dim=config.latent_dim,
+            generator_filters=config.generator_filters,
+            discriminator_filters=config.discriminator_filters,
+            real_label=config.real_label,
+            seed=config.seed,
+        )
+        model.compile(
+            generator_optimizer=keras.optimizers.Adam(beta_1=config.beta_1),
+            discriminator_optimizer=keras.optimizers.Adam(beta_1=config.beta_1),
+        )
+        for optimizer, rate in self.learning_rates(model, config):
+            optimizer.learning_rate = rate
+        noise = tf.random.stateless_normal((config.sample_count, config.latent_dim), seed=(config.seed, 7))
+        self.fixed_noise = tf.Variable(noise, trainable=False, name="fixed_noise")
+        return model
+
+    def checkpoint_items(self, model):
+        return {"fixed_noise": self.fixed_noise}
+
+    def learning_rates(self, model, config):
+        return [
+            (model.generator_optimizer, config.learning_rate),
+            (model.discriminator_optimizer, config.discriminator_learning_rate or config.learning_rate),
+        ]
+
+    def callbacks(self, model, paths, config):
+        return [
+            callbacks_lib.SampleGrid(
+                render=lambda: model.generator(self.fixed_noise, training=False),
+                samples_dir=paths.samples_dir,
+                gif_path=paths.log_dir / "evolution.gif",
+                log_dir=paths.log_dir,
+            )
+        ]
+
+    def export(self, model, paths, config):
+        return export_generator(model.generator, paths)
+
+
+def serving_endpoints(generator):
+    """`serving_default`: latent float32 [N, latent_dim] -> {"images": uint8 [N, H, W, C]}."""
+    latent_dim = generator.input_shape[-1]
+
+    def from_latent(latent):
+        images = generator(latent, training=False)
+        return {SERVING_OUTPUT: tf.cast(tf.round((images + 1.0) * 127.5), tf.uint8)}
+
+    def from_seed(count, seed):
+        latent = tf.random.stateless_normal(tf.stack([count, latent_dim]), seed=tf.stack([seed, 0]))
+        return from_latent(latent)
+
+    return {
+        "serving_default": (from_latent, [tf.TensorSpec([None, latent_dim], tf.float32, name="latent")]),
+        "generate": (
+            from_seed,
+            [tf.TensorSpec([], tf.int32, name="count"), tf.TensorSpec([], tf.int32, name="seed")],
+        ),
+    }
+
+
+def export_generator(generator, paths, tflite=True, parity_samples=16):
+    """SavedModel under serving/<N>/, model.tflite, and a parity report (export.json)."""
+    serving_dir = export_lib.export_saved_model(generator, serving_endpoints(generator), paths.serving_dir)
+    written = [serving_dir]
+    report = {"saved_model": str(serving_dir)}
+    latent = np.random.default_rng(0).normal(size=(parity_samples, generator.input_shape[-1])).astype(np.float32)
+    keras_images = export_lib.run_saved_model(serving_dir, {"latent": latent})
+    expected = np.round((np.asarray(generator(latent, training=False)) + 1.0) * 127.5).astype(np.uint8)
+    report["saved_model_vs_keras_max_abs"] = float(np.abs(keras_images[SERVING_OUTPUT].astype(int) - expected.astype(int)).max())
+    if tflite:
+        tflite_path = export_lib.export_tflite(serving_dir, paths.tflite_file)
+        tflite_images = export_lib.run_tflite(tflite_path, {"latent": latent})
+        report["tflite"] = str(tflite_path)
+        report["tflite_vs_keras_max_abs"] = export_lib.max_abs_difference(keras_images, tflite_images)[SERVING_OUTPUT]
+        written.append(tflite_path)
+    written.append(runs.write_json(paths.model_dir / "export.json", report))
+    return written
