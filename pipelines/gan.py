@@ -28,14 +28,20 @@ def to_unit_range(image):
 
 
 def prepare_images(split, image_size, channels):
-    """Resizes to `image_size` and converts channels; returns a cached uint8 dataset."""
+    """Resizes to `image_size` and converts channels; returns a filled in-memory uint8 cache.
+
+    The cache is filled by one full pass here: an epoch shorter than the
+    data would otherwise discard a partly filled cache and decode again.
+    """
 
     def prepare(image, label):
         image = images.convert_channels(image, channels)
         image = images.resize(image, image_size)
         return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
-    return split.dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    cached = split.dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    cached.reduce(0, lambda count, _: count + 1)
+    return cached
 
 
 def build_gan_data(

@@ -30,7 +30,7 @@ class DCGANConfig(config_lib.TrainConfig):
 
 
 PRESETS = {
-    "demo": dict(data="digits", epochs=12, batch_size=64, generator_filters=32, discriminator_filters=32,
+    "demo": dict(data="digits", epochs=40, batch_size=64, generator_filters=32, discriminator_filters=32,
                  save_every_steps=100),
     "mnist": dict(image_size=28, channels=1),
     "cifar10": dict(image_size=32, channels=3),
