@@ -5,7 +5,8 @@ Examples:
   python scripts/generate.py --model saved_models/dcgan/demo/serving/1 --count 10 --output-dir samples/
   python scripts/generate.py --model saved_models/dcgan/demo/model.keras --seed 3 --output grid.png
 
---run NAME uses saved_models/dcgan/NAME/model.keras.
+--run NAME uses saved_models/dcgan/NAME/model.keras, or the run's latest checkpoint while it
+is still training.
 """
 
 import argparse
@@ -18,6 +19,16 @@ from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import runs
 
 
+def keras_generate(generator):
+    latent_dim = generator.input_shape[-1]
+
+    def generate(count, seed):
+        latent = np.random.default_rng(seed).normal(size=(count, latent_dim)).astype(np.float32)
+        return callbacks_lib.to_uint8(generator(latent, training=False))
+
+    return generate
+
+
 def load_generator(model_path):
     """Returns `generate(count, seed) -> uint8 images` for a .keras file or a SavedModel folder."""
     model_path = pathlib.Path(model_path)
@@ -27,14 +38,7 @@ def load_generator(model_path):
         from tf_models import dcgan  # noqa: F401 - registers the DCGAN class
 
         model = keras.saving.load_model(model_path, safe_mode=True)
-        generator = getattr(model, "generator", model)
-        latent_dim = generator.input_shape[-1]
-
-        def generate(count, seed):
-            latent = np.random.default_rng(seed).normal(size=(count, latent_dim)).astype(np.float32)
-            return callbacks_lib.to_uint8(generator(latent, training=False))
-
-        return generate
+        return keras_generate(getattr(model, "generator", model))
     if (model_path / "saved_model.pb").is_file():
         import tensorflow as tf
 
@@ -54,6 +58,7 @@ def main(argv=None):
     source.add_argument("--run", help="a DCGAN run name under saved_models/dcgan/")
     source.add_argument("--model", help="a .keras file or a SavedModel version folder")
     parser.add_argument("--models-root", default="saved_models")
+    parser.add_argument("--logs-root", default="logs")
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="generated.png", help="grid PNG path")
@@ -61,8 +66,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.count <= 0:
         parser.error("--count must be positive")
-    model_path = args.model or pathlib.Path(args.models_root) / "dcgan" / runs.validate_run_name(args.run) / "model.keras"
-    images = load_generator(model_path)(args.count, args.seed)
+    if args.model:
+        generate = load_generator(args.model)
+    else:
+        paths = runs.RunPaths("dcgan", args.run, pathlib.Path(args.logs_root), pathlib.Path(args.models_root))
+        if paths.keras_file.is_file():
+            generate = load_generator(paths.keras_file)
+        else:
+            from tf_models.tasks import dcgan as dcgan_task
+
+            generate = keras_generate(dcgan_task.restore_from_checkpoint(paths).generator)
+    images = generate(args.count, args.seed)
     if args.output_dir:
         output_dir = pathlib.Path(args.output_dir)
         paths = [runs.atomic_write_bytes(output_dir / f"image_{i:05d}.png", callbacks_lib.encode_png(image))

@@ -143,3 +143,16 @@ def test_flags_presets_and_validation():
     ]:
         with pytest.raises(ValueError, match=message):
             config_lib.parse_config(dcgan_task.DCGANConfig, argv, presets=dcgan_task.PRESETS)
+
+
+def test_generate_script_reads_a_run_still_in_training(tmp_path):
+    import imageio.v3 as iio
+
+    runner.train(dcgan_task.DCGANTask(), tiny_config(tmp_path, run_name="live", epochs=1), verbose=0)
+    output = tmp_path / "grid.png"
+    subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "generate.py"), "--run", "live", "--count", "4",
+         "--logs-root", str(tmp_path / "logs"), "--models-root", str(tmp_path / "models"), "--output", str(output)],
+        check=True, capture_output=True,
+    )
+    assert iio.imread(output).shape == ((2 * 30 + 2) * 2, (2 * 30 + 2) * 2)

@@ -114,6 +114,25 @@ class DCGANTask:
         return export_generator(model.generator, paths)
 
 
+def restore_from_checkpoint(paths):
+    """Rebuilds a run's DCGAN from its config.json and restores its latest checkpoint."""
+    import json
+
+    from tf_models.core import checkpoints
+
+    if not paths.config_file.is_file():
+        raise ValueError(f"{paths.config_file}: no config for run {paths.run_name!r}.")
+    stored = json.loads(paths.config_file.read_text())
+    fields = {field.name for field in dataclasses.fields(DCGANConfig)}
+    config = DCGANConfig(**{key: value for key, value in stored.items() if key in fields})
+    task = DCGANTask()
+    model = task.build_model(config)
+    keeper = checkpoints.CheckpointKeeper(paths.checkpoint_dir, model=model, **task.checkpoint_items(model))
+    if keeper.restore() is None:
+        raise ValueError(f"{paths.checkpoint_dir}: no checkpoint to restore.")
+    return model
+
+
 def serving_endpoints(generator):
     """`serving_default`: latent float32 [N, latent_dim] -> {"images": uint8 [N, H, W, C]}."""
     latent_dim = generator.input_shape[-1]
