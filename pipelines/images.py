@@ -73,6 +73,18 @@ def list_images(folder, check=True):
     return images
 
 
+def image_header(path):
+    """(width, height, PIL mode) from the file header, without decoding the pixels."""
+    from PIL import Image
+
+    path = check_image_file(path)
+    try:
+        with Image.open(path) as image:
+            return image.size[0], image.size[1], image.mode
+    except Exception as error:
+        raise ValueError(f"{path}: cannot be read as an image ({error}).") from error
+
+
 def read_image(path, channels=None):
     """Reads one image file into a NumPy array [H, W, C] (uint8 or uint16).
 

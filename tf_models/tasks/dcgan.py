@@ -29,11 +29,18 @@ class DCGANConfig(config_lib.TrainConfig):
     sample_count: int = option(64, "images in each per-epoch sample grid")
 
 
+_FASHION_64 = dict(image_size=64, channels=1, latent_dim=100, generator_filters=32, discriminator_filters=32,
+                  batch_size=128, learning_rate=2e-4, beta_1=0.5, steps_per_epoch=200)
+
 PRESETS = {
     "demo": dict(data="digits", epochs=40, batch_size=64, generator_filters=32, discriminator_filters=32,
                  save_every_steps=100),
     "mnist": dict(image_size=28, channels=1),
     "cifar10": dict(image_size=32, channels=3),
+    # The Fashion-MNIST experiments at 64x64 (nz 100, ngf = ndf = 32, Adam(2e-4, 0.5)).
+    "baseline": dict(_FASHION_64, epochs=10),
+    "more_epochs": dict(_FASHION_64, epochs=20),
+    "low_lr_d": dict(_FASHION_64, epochs=20, discriminator_learning_rate=1e-4),
 }
 
 SERVING_OUTPUT = "images"

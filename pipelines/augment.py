@@ -1,0 +1,123 @@
+"""Degradations that turn clean images into low-quality inputs, and paired augmentations.
+
+A degradation recipe is a string of steps joined by `+`, each `name:value`:
+
+    noise:0.05          additive Gaussian noise, sigma in units of the full range
+    poisson:200         low-dose (Poisson) noise at this many photons for a full-scale pixel
+    blur:1.5            Gaussian blur, sigma in pixels
+    down:2              downsample by this factor (area), upsample back (bicubic)
+    jpeg:30             JPEG compression at this quality
+    contrast:0.6        contrast scaled towards the image mean by this factor
+
+e.g. `down:2+noise:0.02`. Images are float32 in [0, 1], shape [H, W, C]; every
+step is a stateless function of its seed, so a seed gives the same degraded
+image every time, and the result stays in [0, 1].
+"""
+
+import tensorflow as tf
+
+
+def _gaussian_noise(image, sigma, seed):
+    return image + sigma * tf.random.stateless_normal(tf.shape(image), seed=seed)
+
+
+def _poisson_noise(image, photons, seed):
+    counts = tf.random.stateless_poisson(
+        tf.shape(image), seed=seed, lam=tf.maximum(image, 0.0) * photons, dtype=tf.float32
+    )
+    return counts / photons
+
+
+def gaussian_kernel(sigma):
+    radius = max(1, int(round(3 * sigma)))
+    positions = tf.range(-radius, radius + 1, dtype=tf.float32)
+    weights = tf.exp(-0.5 * tf.square(positions / sigma))
+    return weights / tf.reduce_sum(weights)
+
+
+def gaussian_blur(image, sigma):
+    """Separable Gaussian blur of a [H, W, C] image with reflected borders."""
+    kernel = gaussian_kernel(sigma)
+    radius = (kernel.shape[0] - 1) // 2
+    channels = image.shape[-1]
+    batch = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    vertical = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, channels, 1])
+    horizontal = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, channels, 1])
+    batch = tf.nn.depthwise_conv2d(batch, vertical, [1, 1, 1, 1], "VALID")
+    batch = tf.nn.depthwise_conv2d(batch, horizontal, [1, 1, 1, 1], "VALID")
+    return batch[0]
+
+
+def _blur(image, sigma, seed):
+    return gaussian_blur(image, sigma)
+
+
+def _down_up(image, factor, seed):
+    size = tf.shape(image)[:2]
+    small = tf.image.resize(image, tf.cast(tf.cast(size, tf.float32) / factor, tf.int32), method="area")
+    return tf.image.resize(small, size, method="bicubic")
+
+
+def _jpeg(image, quality, seed):
+    return tf.image.adjust_jpeg_quality(tf.clip_by_value(image, 0.0, 1.0), int(quality))
+
+
+def _contrast(image, factor, seed):
+    mean = tf.reduce_mean(image)
+    return mean + factor * (image - mean)
+
+
+DEGRADATIONS = {
+    "noise": _gaussian_noise,
+    "poisson": _poisson_noise,
+    "blur": _blur,
+    "down": _down_up,
+    "jpeg": _jpeg,
+    "contrast": _contrast,
+}
+
+
+def parse_recipe(recipe):
+    """`"down:2+noise:0.02"` -> `[("down", 2.0), ("noise", 0.02)]`, with clear errors."""
+    steps = []
+    for part in filter(None, (piece.strip() for piece in recipe.split("+"))):
+        name, _, value = part.partition(":")
+        if name not in DEGRADATIONS:
+            raise ValueError(f"Unknown degradation {name!r} in {recipe!r}; choose from {', '.join(DEGRADATIONS)}.")
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"Degradation {part!r} needs a number after ':' (e.g. noise:0.05).") from None
+        if value <= 0 or (name == "jpeg" and not 1 <= value <= 100):
+            raise ValueError(f"Degradation {part!r}: the value must be positive (jpeg: 1 to 100).")
+        steps.append((name, value))
+    if not steps:
+        raise ValueError(f"Empty degradation recipe {recipe!r}.")
+    return steps
+
+
+def degrade(image, recipe, seed):
+    """Applies `recipe` to a float [H, W, C] image in [0, 1]; `seed` is a shape-[2] int tensor."""
+    seed = tf.convert_to_tensor(seed, tf.int32)
+    for index, (name, value) in enumerate(parse_recipe(recipe) if isinstance(recipe, str) else recipe):
+        step_seed = tf.random.experimental.stateless_fold_in(seed, index)
+        image = DEGRADATIONS[name](image, value, step_seed)
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def random_crop_pair(first, second, size, seed):
+    """The same random `size` x `size` crop of two aligned [H, W, C] images."""
+    stacked = tf.concat([first, second], axis=-1)
+    crop = tf.image.stateless_random_crop(stacked, [size, size, stacked.shape[-1]], seed=seed)
+    channels = first.shape[-1]
+    return crop[..., :channels], crop[..., channels:]
+
+
+def random_flip_pair(first, second, seed):
+    """The same random horizontal and vertical flips of two aligned images."""
+    flips = tf.random.stateless_uniform([2], seed=seed)
+    first = tf.cond(flips[0] < 0.5, lambda: tf.image.flip_left_right(first), lambda: first)
+    second = tf.cond(flips[0] < 0.5, lambda: tf.image.flip_left_right(second), lambda: second)
+    first = tf.cond(flips[1] < 0.5, lambda: tf.image.flip_up_down(first), lambda: first)
+    second = tf.cond(flips[1] < 0.5, lambda: tf.image.flip_up_down(second), lambda: second)
+    return first, second
