@@ -4,6 +4,7 @@ import pytest
 
 from pipelines import segmentation
 from tf_models import unet
+from tf_models.core import checkpoints, loop
 from tests.conftest import shared_dataset
 
 
@@ -136,6 +137,23 @@ def test_losses_are_small_for_right_and_large_for_wrong_logits():
     assert float(np.mean(unet.bce_dice_loss(top, logits_of(top)))) < 0.01
     assert float(np.mean(unet.bce_dice_loss(top, logits_of(bottom)))) > 5.0
     assert unet.bce_dice_loss(np.concatenate([top, bottom]), logits_of(np.concatenate([top, top]))).shape == (2,)
+
+
+def test_shared_training_loop_drives_the_compiled_unet(tmp_path):
+    """`core.loop` (what the runner uses instead of `fit`) runs the default train and test steps."""
+    data = segmentation.build_segmentation_data(
+        str(shared_dataset("carvana")), image_size=(32, 48), batch_size=16, seed=0
+    )
+    model = tiny_unet()
+    model.compile(keras.optimizers.Adam(1e-3), loss=unet.bce_dice_loss, metrics=[unet.DiceCoefficient(), unet.IoU()])
+    model.optimizer.build(model.trainable_variables)
+    keeper = checkpoints.CheckpointKeeper(tmp_path / "checkpoints", model=model)
+    history = loop.train(
+        model, data.make_dataset, epochs=1, steps_per_epoch=3, keeper=keeper,
+        validation_dataset=data.validation_dataset, verbose=0,
+    ).history
+    assert set(history) == {"loss", "dice", "iou", "val_loss", "val_dice", "val_iou"}
+    assert all(np.isfinite(values[-1]) for values in history.values())
 
 
 @pytest.mark.slow
