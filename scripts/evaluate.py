@@ -1,0 +1,43 @@
+"""Evaluate a trained run: writes metrics.json, a readable table and figures.
+
+Examples:
+  python scripts/evaluate.py --task gan --run mnist --evaluator mnist
+  python scripts/evaluate.py --task pix2pix --run mias-noise
+  python scripts/evaluate.py --task unet --run carvana
+  python scripts/evaluate.py --task pneumonia --run xray
+
+`python scripts/evaluate.py --task TASK --help` lists the task's own flags.
+"""
+
+import argparse
+import importlib
+import sys
+
+TASKS = {
+    "gan": "tf_models.tasks.gan_evaluation",
+    "pix2pix": "tf_models.tasks.pix2pix_evaluation",
+    "unet": "tf_models.tasks.unet_evaluation",
+    "pneumonia": "tf_models.tasks.pneumonia_evaluation",
+}
+
+
+def main(argv=None):
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--task", choices=sorted(TASKS))
+    known, _ = first.parse_known_args(argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=sorted(TASKS), required=True)
+    module = importlib.import_module(TASKS[known.task]) if known.task else None
+    if module is not None:
+        module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    written = module.evaluate(args)
+    print("\nWrote:")
+    for path in written:
+        print(f"  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
