@@ -130,3 +130,37 @@ def test_kernel_distance_is_reproducible_and_validated():
     assert first == metrics.kernel_inception_distance(features_a, features_b, subset_size=100, seed=5)
     with pytest.raises(ValueError, match="at least 2"):
         metrics.kernel_inception_distance(features_a[:1], features_b)
+
+
+# ---------------------------------------------------------------- image quality
+
+
+def test_image_quality_of_identical_images():
+    image = np.random.default_rng(0).uniform(size=(32, 40, 1))
+    scores = metrics.image_quality(image, image)
+    assert scores == {"mse": 0.0, "psnr": metrics.PSNR_CAP_DB, "ssim": pytest.approx(1.0)}
+
+
+def test_image_quality_matches_tensorflow():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    target = rng.uniform(size=(48, 40, 1)).astype(np.float32)
+    prediction = np.clip(target + rng.normal(0, 0.1, size=target.shape), 0, 1).astype(np.float32)
+    scores = metrics.image_quality(prediction, target)
+    assert scores["psnr"] == pytest.approx(float(tf.image.psnr(prediction, target, 1.0)), abs=1e-4)
+    assert scores["ssim"] == pytest.approx(float(tf.image.ssim(prediction, target, 1.0)), abs=1e-5)
+    assert scores["mse"] == pytest.approx(float(np.mean((prediction - target) ** 2)))
+
+
+def test_image_quality_inside_a_mask_ignores_the_outside():
+    target = np.zeros((40, 40, 1))
+    prediction = target.copy()
+    prediction[:, 20:] = 0.5
+    mask = np.zeros((40, 40))
+    mask[:, :20] = 1
+    inside = metrics.image_quality(prediction, target, mask=mask)
+    assert inside["mse"] == 0.0 and inside["psnr"] == metrics.PSNR_CAP_DB
+    assert metrics.image_quality(prediction, target)["mse"] == pytest.approx(0.125)
+    with pytest.raises(ValueError, match="empty"):
+        metrics.image_quality(prediction, target, mask=np.zeros((40, 40)))

@@ -176,3 +176,64 @@ def kernel_inception_distance(features_a, features_b, subset_size=1000, subsets=
         for _ in range(subsets)
     ]
     return {"mean": float(np.mean(estimates)), "std": float(np.std(estimates)), "subset_size": int(size)}
+
+
+# ---------------------------------------------------------------- image quality
+
+PSNR_CAP_DB = 100.0
+SSIM_FILTER_SIZE = 11
+SSIM_FILTER_SIGMA = 1.5
+
+
+def _ssim_map(prediction, target, max_val):
+    """The SSIM map of `tf.image.ssim` (11x11 Gaussian window, sigma 1.5, valid region).
+
+    `tf.image.ssim` returns only the mean of this map; the map itself is
+    needed to average SSIM inside a mask. Its mean equals `tf.image.ssim`.
+    """
+    import tensorflow as tf
+
+    coordinates = np.arange(SSIM_FILTER_SIZE, dtype=np.float64) - (SSIM_FILTER_SIZE - 1) / 2.0
+    gaussian = np.exp(-0.5 * (coordinates / SSIM_FILTER_SIGMA) ** 2)
+    gaussian /= gaussian.sum()
+    channels = prediction.shape[-1]
+    window = np.tile(np.outer(gaussian, gaussian)[:, :, None, None], (1, 1, channels, 1)).astype(np.float32)
+
+    def blur(image):
+        return tf.nn.depthwise_conv2d(image[None], window, [1, 1, 1, 1], "VALID")[0]
+
+    prediction = tf.constant(prediction, tf.float32)
+    target = tf.constant(target, tf.float32)
+    c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
+    mean_p, mean_t = blur(prediction), blur(target)
+    variance_p = blur(prediction * prediction) - mean_p**2
+    variance_t = blur(target * target) - mean_t**2
+    covariance = blur(prediction * target) - mean_p * mean_t
+    luminance = (2 * mean_p * mean_t + c1) / (mean_p**2 + mean_t**2 + c1)
+    structure = (2 * covariance + c2) / (variance_p + variance_t + c2)
+    return (luminance * structure).numpy().astype(np.float64)
+
+
+def image_quality(prediction, target, max_val=1.0, mask=None):
+    """MSE, PSNR (dB) and SSIM of one [H, W, C] image against its target, on the range [0, max_val].
+
+    PSNR of identical images is infinite; it is reported capped at 100 dB.
+    With a `mask` ([H, W] or [H, W, 1], nonzero inside), MSE and PSNR use the
+    pixels inside it and SSIM averages its map over the mask (the map covers
+    the valid region, 5 pixels in from each edge, like `tf.image.ssim`).
+    """
+    prediction = np.asarray(prediction, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if prediction.shape != target.shape or prediction.ndim != 3:
+        raise ValueError(f"Expected two [H, W, C] images of one shape, got {prediction.shape} and {target.shape}.")
+    inside = np.ones(prediction.shape[:2], dtype=bool) if mask is None else np.asarray(mask).reshape(prediction.shape[:2]) > 0
+    if not inside.any():
+        raise ValueError("The mask is empty: no pixel to score.")
+    squared_error = np.mean((prediction - target) ** 2, axis=-1)
+    mse = float(np.mean(squared_error[inside]))
+    psnr = PSNR_CAP_DB if mse == 0 else min(PSNR_CAP_DB, 10.0 * np.log10(max_val**2 / mse))
+    ssim_map = np.mean(_ssim_map(prediction, target, max_val), axis=-1)
+    margin = (SSIM_FILTER_SIZE - 1) // 2
+    inside_valid = inside[margin:-margin, margin:-margin]
+    ssim = float(np.mean(ssim_map[inside_valid])) if inside_valid.any() else float("nan")
+    return {"mse": mse, "psnr": float(psnr), "ssim": ssim}

@@ -207,9 +207,11 @@ class Pix2Pix(keras.Model):
 def enhance_tiled(generator, image, tile=256, overlap=32, size_multiple=1):
     """Enhances a whole [H, W, C] image in [-1, 1] by overlapping tiles with blended seams.
 
-    Each tile is weighted by a window that falls linearly to the tile's edge
-    within `overlap` pixels, and the weighted tiles are averaged, so seams do
-    not show. The image is reflect-padded to whole tiles and cropped back.
+    Neighbouring tiles overlap by 2 x `overlap` pixels. Each tile is weighted
+    by a window that is ~0 in its outer `overlap / 2` pixels (where the
+    network saw the tile's padding instead of the image) and rises linearly
+    to 1 at `overlap` pixels in, and the weighted tiles are averaged, so seams
+    do not show. The image is reflect-padded to whole tiles and cropped back.
     """
     if tile % size_multiple:
         raise ValueError(f"The tile size {tile} must be a multiple of {size_multiple}.")
@@ -224,8 +226,9 @@ def enhance_tiled(generator, image, tile=256, overlap=32, size_multiple=1):
     pad = [[0, padded_height - height], [0, padded_width - width], [0, 0]]
     mode = "REFLECT" if padded_height - height < height and padded_width - width < width else "SYMMETRIC"
     padded = tf.pad(image, pad, mode=mode)
-    ramp = tf.minimum(tf.range(tile, dtype=tf.float32) + 1.0, tf.reverse(tf.range(tile, dtype=tf.float32), [0]) + 1.0)
-    ramp = tf.minimum(ramp / float(max(overlap, 1)), 1.0)
+    distance = tf.minimum(tf.range(tile, dtype=tf.float32), tf.reverse(tf.range(tile, dtype=tf.float32), [0]))
+    half = max(overlap / 2.0, 1.0)
+    ramp = tf.clip_by_value((distance - half + 1.0) / half, 1e-6, 1.0) if overlap else tf.ones([tile])
     window = (ramp[:, None] * ramp[None, :])[..., None]
     tiles = [padded[r * stride:r * stride + tile, c * stride:c * stride + tile]
              for r in range(rows) for c in range(columns)]

@@ -68,22 +68,26 @@ class SampleGrid(keras.callbacks.Callback):
         gif_path: the evolution GIF, or None.
         log_dir: TensorBoard folder, or None.
         scale: integer upscaling of the grid, for small images.
+        columns: images per grid row (default: a square grid).
+        name: the TensorBoard image tag.
     """
 
-    def __init__(self, render, samples_dir, gif_path=None, log_dir=None, scale=2):
+    def __init__(self, render, samples_dir, gif_path=None, log_dir=None, scale=2, columns=None, name="samples"):
         super().__init__()
         self.render = render
+        self.columns = columns
+        self.name = name
         self.samples_dir = pathlib.Path(samples_dir)
         self.gif_path = gif_path
         self.scale = scale
         self.writer = tf.summary.create_file_writer(str(pathlib.Path(log_dir) / "train")) if log_dir else None
 
     def _write(self, epoch):
-        grid = tile_images(to_uint8(self.render()), scale=self.scale)
+        grid = tile_images(to_uint8(self.render()), columns=self.columns, scale=self.scale)
         path = runs.atomic_write_bytes(self.samples_dir / f"epoch_{epoch:04d}.png", encode_png(grid))
         if self.writer is not None:
             with self.writer.as_default():
-                tf.summary.image("samples", grid[None], step=epoch)
+                tf.summary.image(self.name, grid[None], step=epoch)
             self.writer.flush()
         if self.gif_path is not None:
             write_gif(self.gif_path, sorted(self.samples_dir.glob("epoch_*.png")))

@@ -1,0 +1,112 @@
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_models import pix2pix
+from tf_models.core import config as config_lib
+from tf_models.core import runner
+from tf_models.tasks import pix2pix as pix2pix_task
+from tests.conftest import REPO_ROOT, shared_dataset
+
+
+def tiny_model(**kwargs):
+    model = pix2pix.Pix2Pix(**{"generator_filters": 8, "generator_depth": 3, "discriminator_filters": 8, **kwargs})
+    model.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(2e-4, beta_1=0.5))
+    return model
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_shapes_range_and_config_round_trip(residual):
+    model = tiny_model(residual=residual, norm="batch")
+    images = tf.random.uniform((2, 32, 40, 1), -1, 1)
+    enhanced = model.generator(images)
+    assert enhanced.shape == (2, 32, 40, 1) and float(tf.reduce_max(tf.abs(enhanced))) <= 1.0
+    assert model.discriminator([images, enhanced]).shape == (2, 4, 5, 1)
+    clone = pix2pix.Pix2Pix.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+
+
+def test_residual_generator_starts_near_the_identity():
+    model = tiny_model()
+    images = tf.random.uniform((1, 32, 32, 1), -0.5, 0.5)
+    assert float(tf.reduce_mean(tf.abs(model.generator(images) - images))) < 0.3
+
+
+def test_patchgan_receptive_field_is_70_pixels():
+    discriminator = pix2pix.build_discriminator(1, 8)
+    size = 1
+    for layer in reversed([l for l in discriminator.layers if isinstance(l, keras.layers.Conv2D)]):
+        size = (size - 1) * layer.strides[0] + layer.kernel_size[0]
+    assert size == 70
+
+
+def test_inference_is_deterministic_despite_dropout():
+    model = tiny_model()
+    images = tf.random.uniform((2, 32, 32, 1), -1, 1)
+    np.testing.assert_array_equal(model.generator(images).numpy(), model.generator(images).numpy())
+
+
+def test_few_steps_lower_l1_on_real_mammogram_crops():
+    from pipelines import paired
+
+    data = paired.build_paired_data(str(shared_dataset("mammography")), image_size=64, batch_size=4,
+                                    recipe="noise:0.1", seed=0)
+    model = tiny_model(residual=False)
+    history = model.fit(data.make_dataset(0), steps_per_epoch=10, epochs=3, verbose=0).history
+    assert history["l1_loss"][-1] < history["l1_loss"][0], history["l1_loss"]
+
+
+def test_tiled_enhancement_equals_whole_image_for_a_local_model():
+    """A model whose output depends only on nearby pixels gives the same result tiled or whole."""
+    inputs = keras.Input((None, None, 1))
+    local = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same", kernel_initializer="ones")(inputs) / 9.0)
+    image = tf.random.uniform((100, 75, 1), -1, 1, seed=3)
+    tiled = pix2pix.enhance_tiled(local, image, tile=32, overlap=6)
+    whole = local(tf.pad(image, [[0, 0], [0, 0], [0, 0]])[None])[0]
+    np.testing.assert_allclose(tiled.numpy()[2:-2, 2:-2], whole.numpy()[2:-2, 2:-2], atol=1e-5)
+    assert tiled.shape == image.shape
+
+
+def test_tiling_arguments_are_checked():
+    with pytest.raises(ValueError, match="multiple of 8"):
+        pix2pix.enhance_tiled(None, tf.zeros((40, 40, 1)), tile=30, overlap=4, size_multiple=8)
+    with pytest.raises(ValueError, match="overlap"):
+        pix2pix.enhance_tiled(None, tf.zeros((40, 40, 1)), tile=32, overlap=20)
+
+
+def test_train_export_evaluate_and_enhance_a_sixteen_bit_file(tmp_path):
+    roots = dict(logs_root=str(tmp_path / "logs"), models_root=str(tmp_path / "models"))
+    config = config_lib.make_config(
+        pix2pix_task.Pix2PixConfig, data=str(shared_dataset("mammography")), degrade="noise:0.05",
+        image_size=32, batch_size=4, epochs=1, steps_per_epoch=3, generator_filters=4, generator_depth=3,
+        discriminator_filters=4, run_name="tiny", test_fraction=0.05, **roots,
+    )
+    result = runner.train(pix2pix_task.Pix2PixTask(), config, verbose=0)
+    export_report = (result.paths.model_dir / "export.json").read_text()
+    assert '"tflite_vs_keras_max_abs": 0.0' in export_report or "tflite_vs_keras_max_abs" in export_report
+    assert (result.paths.samples_dir / "epoch_0001.png").is_file()
+
+    evaluated = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "evaluate.py"), "--task", "pix2pix", "--run", "tiny",
+         "--logs-root", roots["logs_root"], "--models-root", roots["models_root"], "--figure-rows", "2"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    metrics_json = (result.paths.log_dir / "evaluation" / "metrics.json").read_text()
+    assert "baseline_breast_psnr" in metrics_json and "model_whole_ssim" in metrics_json
+
+    scan = np.random.default_rng(0).integers(0, 65535, size=(45, 70), dtype=np.uint16)
+    iio.imwrite(tmp_path / "scan16.png", scan)
+    subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "enhance.py"), "--run", "tiny", str(tmp_path / "scan16.png"),
+         "--tile", "32", "--overlap", "4", "--output-dir", str(tmp_path / "out"),
+         "--logs-root", roots["logs_root"], "--models-root", roots["models_root"]],
+        check=True, capture_output=True, timeout=300,
+    )
+    enhanced = iio.imread(tmp_path / "out" / "scan16_enhanced.png")
+    assert enhanced.dtype == np.uint16 and enhanced.shape == (45, 70)
