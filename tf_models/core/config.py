@@ -87,13 +87,16 @@ def make_config(config_class, presets=None, **overrides):
 
 
 def validate(config):
+    """Checks the shared fields; a task whose `image_size` is not a number (U-Net's
+    "HEIGHTxWIDTH") validates that field itself, in its config's `__post_init__`."""
     positive = ("epochs", "batch_size")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}.")
     for name in ("steps_per_epoch", "save_every_steps", "image_size"):
-        if getattr(config, name) < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(config, name)}.")
+        value = getattr(config, name)
+        if isinstance(value, (int, float)) and value < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, got {value}.")
     if config.precision not in precision.POLICIES:
         raise ValueError(f"Unknown --precision {config.precision!r}; choose one of {', '.join(precision.POLICIES)}.")
     if config.strategy not in strategy.STRATEGIES:

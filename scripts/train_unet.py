@@ -1,0 +1,33 @@
+"""Train a U-Net for binary segmentation; running again with the same --run-name resumes it.
+
+Examples:
+  python scripts/train_unet.py --data ../shared/datasets/carvana_hr --preset carvana --run-name carvana
+  python scripts/train_unet.py --data ../shared/datasets/carvana_hr --preset paper --epochs 1 --run-name paper
+  python scripts/train_unet.py --data ../shared/datasets/membrane --preset membrane --run-name membrane
+  python scripts/train_unet.py --data ../shared/datasets/carvana_hr --image-size 320x480 --depth 5 --run-name big
+
+Writes logs/unet/<run>/ (TensorBoard with mask overlays, config.json, history.csv, masks.png)
+and saved_models/unet/<run>/ (checkpoints/, best.keras, model.keras, serving/<N>/, model.tflite).
+"""
+
+import sys
+
+from tf_models.core import config as config_lib
+from tf_models.core import runner
+from tf_models.tasks import unet as unet_task
+
+
+def main(argv=None):
+    config = config_lib.parse_config(
+        unet_task.UNetConfig, argv, description=__doc__.splitlines()[0], epilog=__doc__, presets=unet_task.PRESETS
+    )
+    result = runner.train(unet_task.UNetTask(), config)
+    print("\nWrote:")
+    for path in result.written + [result.paths.log_dir / "masks.png", result.paths.model_dir / "best.keras"]:
+        print(f"  {path}")
+    print(f"TensorBoard: tensorboard --logdir {result.paths.log_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
