@@ -135,8 +135,12 @@ def class_names_of(folder):
     return tuple(names)
 
 
-def list_class_folder(root, split="train", class_names=None):
-    """(paths, labels, class_names) of `root[/<split>]/<class>/*`."""
+def list_class_folder(root, split="train", class_names=None, check=True):
+    """(paths, labels, class_names) of `root[/<split>]/<class>/*`.
+
+    `check=False` lists image files without checking their headers, for
+    callers that validate (and may skip) files themselves.
+    """
     root = pathlib.Path(root)
     split_root, train_root = _class_root(root, split)
     class_names = tuple(class_names or class_names_of(train_root))
@@ -148,7 +152,7 @@ def list_class_folder(root, split="train", class_names=None):
     paths, labels = [], []
     for label, name in enumerate(class_names):
         folder = split_root / name
-        files = images.list_images(folder) if folder.is_dir() else []
+        files = images.list_images(folder, check=check) if folder.is_dir() else []
         if not files:
             raise ValueError(f"{folder}: class {name!r} has no images in split {split!r}.")
         paths += [str(p) for p in files]

@@ -1,0 +1,38 @@
+"""Train the pneumonia CNN on Kermany chest X-rays; running again with the same --run-name resumes it.
+
+Examples:
+  python scripts/train_pneumonia.py --preset default --run-name xray
+  python scripts/train_pneumonia.py --preset full --run-name xray224
+  python scripts/train_pneumonia.py --preset tiny --run-name smoke --fresh
+  python scripts/train_pneumonia.py --data ../shared/datasets/chest_xray --image-size 128 --hflip --run-name flip
+
+The validation split is carved from train/ by patient (--validation-fraction,
+--seed); test/ is only read by scripts/evaluate.py --task pneumonia.
+Writes logs/pneumonia/<run>/ (TensorBoard, config.json, history.csv, data.json)
+and saved_models/pneumonia/<run>/ (checkpoints/, best.keras, model.keras,
+threshold.json, serving/<N>/, model.tflite, export.json).
+"""
+
+import sys
+
+from tf_models.core import config as config_lib
+from tf_models.core import runner
+from tf_models.tasks import pneumonia as pneumonia_task
+
+
+def main(argv=None):
+    config = config_lib.parse_config(
+        pneumonia_task.PneumoniaConfig, argv, description=__doc__.splitlines()[0], epilog=__doc__,
+        presets=pneumonia_task.PRESETS,
+    )
+    result = runner.train(pneumonia_task.PneumoniaTask(), config)
+    print("\nWrote:")
+    for path in result.written:
+        print(f"  {path}")
+    print(f"Evaluate: python scripts/evaluate.py --task pneumonia --run {result.paths.run_name}")
+    print(f"TensorBoard: tensorboard --logdir {result.paths.log_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Pneumonia: patient split, class weights, metrics, Grad-CAM, a real-data fit, export, bad input."""
+
+import logging
+import os
+import pathlib
+import shutil
+import subprocess
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn import metrics as sklearn_metrics
+
+from pipelines import classification
+from tests.conftest import REPO_ROOT, shared_dataset
+from tf_models import pneumonia
+from tf_models.core import runs
+from tf_models.tasks import pneumonia as pneumonia_task
+
+
+def generated_names():
+    names, labels = [], []
+    for person in range(40):
+        for image in range(1 + person % 3):
+            names.append(f"person{person}_{'bacteria' if person % 2 else 'virus'}_{image}.jpeg")
+            labels.append(1)
+    for number in range(20):
+        names.append(f"IM-{number:04d}-0001.jpeg")
+        names.append(f"NORMAL2-IM-{number:04d}-0001.jpeg")
+        labels += [0, 0]
+    return names, np.asarray(labels)
+
+
+def assert_disjoint_split(names, labels, fraction=0.2):
+    first = classification.split_by_patient(names, labels, fraction, seed=3)
+    second = classification.split_by_patient(names, labels, fraction, seed=3)
+    train_index, validation_index = first
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+    assert len(train_index) + len(validation_index) == len(names)
+    train_patients = {classification.patient_id(names[i]) for i in train_index}
+    validation_patients = {classification.patient_id(names[i]) for i in validation_index}
+    assert not train_patients & validation_patients
+    assert set(labels[validation_index]) == {0, 1}
+    return train_index, validation_index
+
+
+def test_patient_ids():
+    assert classification.patient_id("person1000_bacteria_2931.jpeg") == "person1000"
+    assert classification.patient_id("person1_virus_9_1.jpeg") == "person1"
+    assert classification.patient_id("IM-0115-0001.jpeg") == classification.patient_id("NORMAL2-IM-0115-0001.jpeg")
+    assert classification.patient_id("scan.png") == "scan"
+
+
+def test_patient_split_is_deterministic_and_disjoint_on_generated_names():
+    names, labels = generated_names()
+    assert_disjoint_split(names, labels)
+    other = classification.split_by_patient(names, labels, 0.2, seed=4)[1]
+    assert not np.array_equal(other, classification.split_by_patient(names, labels, 0.2, seed=3)[1])
+
+
+def test_patient_split_on_the_real_listing():
+    root = shared_dataset("chest_xray") / "train"
+    names = sorted(os.listdir(root / "NORMAL")) + sorted(os.listdir(root / "PNEUMONIA"))
+    labels = np.asarray([0] * len(os.listdir(root / "NORMAL")) + [1] * len(os.listdir(root / "PNEUMONIA")))
+    _, validation_index = assert_disjoint_split(names, labels, fraction=0.1)
+    share = labels[validation_index].mean()
+    assert abs(share - labels.mean()) < 0.03
+    assert 0.07 < len(validation_index) / len(names) < 0.13
+
+
+def test_class_weights_from_counts():
+    weights = classification.class_weights([0] * 25 + [1] * 75)
+    assert weights == pytest.approx({0: 2.0, 1: 100 / 150})
+    assert 25 * weights[0] == pytest.approx(75 * weights[1])
+    with pytest.raises(ValueError, match="every class"):
+        classification.class_weights([1, 1, 1])
+
+
+def test_binary_metrics_match_sklearn():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    probabilities = np.array([0.1, 0.4, 0.35, 0.8, 0.7, 0.2, 0.9, 0.65, 0.55, 0.3])
+    result = pneumonia.binary_metrics(labels, probabilities, threshold=0.5)
+    predictions = (probabilities >= 0.5).astype(int)
+    true_negative, false_positive, false_negative, true_positive = sklearn_metrics.confusion_matrix(
+        labels, predictions).ravel()
+    assert result["accuracy"] == pytest.approx(sklearn_metrics.accuracy_score(labels, predictions))
+    assert result["sensitivity"] == pytest.approx(sklearn_metrics.recall_score(labels, predictions))
+    assert result["specificity"] == pytest.approx(true_negative / (true_negative + false_positive))
+    assert result["precision"] == pytest.approx(sklearn_metrics.precision_score(labels, predictions))
+    assert result["f1"] == pytest.approx(sklearn_metrics.f1_score(labels, predictions))
+    assert result["roc_auc"] == pytest.approx(sklearn_metrics.roc_auc_score(labels, probabilities))
+    assert result["confusion_matrix"] == [[true_negative, false_positive], [false_negative, true_positive]]
+
+
+def test_threshold_policies():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    probabilities = np.array([0.1, 0.2, 0.6, 0.5, 0.7, 0.9])
+    assert pneumonia.choose_threshold(labels, probabilities, "accuracy") == pytest.approx(0.5)
+    youden = pneumonia.choose_threshold(labels, probabilities, "youden")
+    false_positive_rate, true_positive_rate, thresholds = sklearn_metrics.roc_curve(labels, probabilities)
+    assert youden == pytest.approx(thresholds[np.argmax(true_positive_rate - false_positive_rate)])
+    with pytest.raises(ValueError, match="policy"):
+        pneumonia.choose_threshold(labels, probabilities, "test")
+
+
+def tiny_model(image_size=32):
+    model = pneumonia.build_pneumonia_cnn(image_size, filters=4, blocks=2, dense_units=8, dropout=0.0)
+    return pneumonia_task.compile_model(model, 1e-2)
+
+
+def test_model_shape_and_float32_logit():
+    model = pneumonia.build_pneumonia_cnn(32, filters=4, blocks=3)
+    logits = model(np.zeros((2, 32, 32, 1), np.float32))
+    assert logits.shape == (2, 1) and logits.dtype == tf.float32
+    with pytest.raises(ValueError, match="too small"):
+        pneumonia.build_pneumonia_cnn(8, blocks=4)
+
+
+def test_grad_cam_has_input_size_and_varies_for_a_trained_model():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 60, size=(64, 32, 32, 1)).astype(np.float32)
+    labels = (np.arange(64) % 2).astype(np.float32)[:, None]
+    images[labels[:, 0] == 1, 8:20, 4:14] += 180.0
+    model = tiny_model()
+    model.fit(images, labels, epochs=8, batch_size=16, verbose=0)
+    heatmaps = pneumonia.grad_cam(model, images[:4])
+    assert heatmaps.shape == (4, 32, 32)
+    assert 0.0 <= heatmaps.min() and heatmaps.max() <= 1.0
+    assert heatmaps[labels[:4, 0] == 1].std() > 0.01
+
+
+def real_subset(per_class=32):
+    root = shared_dataset("chest_xray") / "train"
+    paths, labels = [], []
+    for label, name in enumerate(classification.PNEUMONIA_CLASSES):
+        files = sorted((root / name).iterdir())[:per_class]
+        paths += [str(path) for path in files]
+        labels += [label] * len(files)
+    return paths, np.asarray(labels)
+
+
+def test_few_step_fit_lowers_loss_on_real_images():
+    paths, labels = real_subset()
+    dataset = classification.batch_examples(classification.grayscale_dataset(paths, labels, 64), 16)
+    model = pneumonia_task.compile_model(
+        pneumonia.build_pneumonia_cnn(64, filters=8, blocks=3, dense_units=16, dropout=0.0), 3e-3
+    )
+    history = model.fit(dataset, epochs=6, verbose=0).history["loss"]
+    assert history[-1] < history[0]
+
+
+def test_export_round_trip(tmp_path):
+    model = tiny_model()
+    paths = runs.RunPaths("pneumonia", "export", tmp_path / "logs", tmp_path / "models").make_dirs()
+    pneumonia_task.store_threshold(paths, 0.3, "youden", "test fixture")
+    written = pneumonia_task.export_classifier(model, paths)
+    report = runs.json.loads((paths.model_dir / "export.json").read_text())
+    assert report["threshold"] == 0.3
+    assert report["saved_model_vs_keras_max_abs"] < 1e-5 and report["tflite_vs_keras_max_abs"] < 1e-5
+    images = np.random.default_rng(2).integers(0, 256, size=(3, 32, 32, 1), dtype=np.uint8)
+    loaded = tf.saved_model.load(str(written[0]))
+    outputs = loaded.signatures["serving_default"](images=tf.constant(images))
+    expected = tf.sigmoid(model(images.astype(np.float32)))[:, 0].numpy()
+    np.testing.assert_allclose(outputs["probability"].numpy(), expected, atol=1e-5)
+    np.testing.assert_array_equal(outputs["label"].numpy(), (expected >= 0.3).astype(np.int32))
+    cli = shutil.which("saved_model_cli", path=str(REPO_ROOT / ".venv" / "bin")) or shutil.which("saved_model_cli")
+    output = subprocess.run(
+        [cli, "show", "--dir", str(written[0]), "--tag_set", "serve", "--signature_def", "serving_default"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert "inputs['images']" in output and "outputs['probability']" in output and "DT_UINT8" in output
+
+
+def write_kermany(root, per_class=8, size=40):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name, stem in (("NORMAL", "IM-{:04d}-0001"), ("PNEUMONIA", "person{}_bacteria_1")):
+            folder = pathlib.Path(root) / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(per_class):
+                iio.imwrite(folder / f"{stem.format(index)}.png", rng.integers(0, 256, (size, size), dtype=np.uint8))
+    return pathlib.Path(root)
+
+
+def test_bad_files_are_skipped_and_logged(tmp_path, caplog):
+    root = write_kermany(tmp_path / "xray")
+    folder = root / "train" / "PNEUMONIA"
+    (folder / "person90_virus_1.jpeg").write_bytes(b"this is not an image at all")
+    jpeg = iio.imwrite("<bytes>", np.full((40, 40), 120, np.uint8), extension=".jpeg")
+    (folder / "person91_virus_1.jpeg").write_bytes(jpeg[: len(jpeg) // 2])
+    (folder / "notes.txt").write_text("not an image")
+    iio.imwrite(folder / "person92_bacteria_1.png", np.full((30, 50, 4), 200, np.uint8))
+    iio.imwrite(folder / "person93_bacteria_1.jpeg", np.full((50, 30, 3), 90, np.uint8))
+    with caplog.at_level(logging.WARNING):
+        data = classification.build_pneumonia_data(root, 32, 4, validation_fraction=0.25, seed=0)
+    assert sorted(pathlib.Path(path).name for path, _ in data.skipped) == ["person90_virus_1.jpeg", "person91_virus_1.jpeg"]
+    assert "skipped 2 unreadable file(s)" in caplog.text
+    total = sum(sum(counts.values()) for counts in data.counts.values())
+    assert total == 18
+    images, labels, weights = next(iter(data.make_dataset(0)))
+    assert images.shape == (4, 32, 32, 1) and labels.shape == (4, 1) and weights.shape == (4,)
+    assert float(tf.reduce_max(images)) <= 255.0
+    for images, _ in data.validation_dataset:
+        assert images.shape[1:] == (32, 32, 1)
+
+
+def test_empty_and_unknown_class_folders_are_refused(tmp_path):
+    root = write_kermany(tmp_path / "xray")
+    (root / "train" / "COVID").mkdir()
+    with pytest.raises(ValueError, match="unknown class"):
+        classification.pneumonia_file_splits(root, 0.25)
+    (root / "train" / "COVID").rmdir()
+    for path in (root / "test" / "NORMAL").iterdir():
+        path.unlink()
+    with pytest.raises(ValueError, match="NORMAL"):
+        classification.pneumonia_file_splits(root, 0.25)

@@ -1,0 +1,139 @@
+"""A from-scratch CNN for pneumonia on chest X-rays, and Grad-CAM.
+
+The model takes grey levels in [0, 255] (float or uint8 cast to float) and
+rescales them itself, so a SavedModel serves raw images. It returns one
+float32 logit per image: P(PNEUMONIA) = sigmoid(logit).
+
+Example:
+
+    model = build_pneumonia_cnn(224, filters=16, blocks=4)
+    heatmaps = grad_cam(model, images)   # [N, 224, 224] in [0, 1]
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def build_pneumonia_cnn(
+    image_size,
+    channels=1,
+    filters=16,
+    blocks=4,
+    dense_units=128,
+    dropout=0.3,
+    kernel_size=3,
+    name="pneumonia_cnn",
+):
+    """Conv/BN/ReLU/max-pool blocks, global average pooling, a dense head and one logit.
+
+    Args:
+        image_size: side of the square input images.
+        channels: 1 (grayscale) or 3.
+        filters: filters of the first block; each later block doubles them.
+        blocks: number of conv blocks; the image is halved after each.
+        dense_units: width of the hidden dense layer (0: none).
+        dropout: dropout rate before the logit.
+    """
+    if image_size < 2**blocks:
+        raise ValueError(f"--image-size {image_size} is too small for {blocks} blocks (needs {2**blocks} or more).")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"--dropout must be in [0, 1), got {dropout}.")
+    inputs = keras.Input((image_size, image_size, channels), name="images")
+    features = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    for block in range(1, blocks + 1):
+        width = filters * 2 ** (block - 1)
+        features = keras.layers.Conv2D(
+            width, kernel_size, padding="same", use_bias=False, name=f"block{block}_conv"
+        )(features)
+        features = keras.layers.BatchNormalization(name=f"block{block}_norm")(features)
+        features = keras.layers.ReLU(name=f"block{block}_relu")(features)
+        features = keras.layers.MaxPooling2D(name=f"block{block}_pool")(features)
+    features = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    if dense_units:
+        features = keras.layers.Dense(dense_units, activation="relu", name="dense")(features)
+    features = keras.layers.Dropout(dropout, name="dropout")(features)
+    logits = keras.layers.Dense(1, dtype="float32", name="logit")(features)
+    return keras.Model(inputs, logits, name=name)
+
+
+def last_conv_layer_name(model):
+    names = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    if not names:
+        raise ValueError(f"Model {model.name!r} has no Conv2D layer for Grad-CAM; pass layer_name.")
+    return names[-1]
+
+
+def grad_cam(model, images, layer_name=None):
+    """Grad-CAM heatmaps (Selvaraju et al., 2017) of the logit, [N, H, W] in [0, 1].
+
+    The gradients of the logit with respect to the feature maps of
+    `layer_name` (default: the last Conv2D) are averaged over space into one
+    weight per channel; the weighted, rectified sum of the maps is resized
+    to the input's spatial size and scaled to [0, 1] per image.
+    """
+    layer = model.get_layer(layer_name or last_conv_layer_name(model))
+    probe = keras.Model(model.inputs, [layer.output, model.output])
+    images = tf.cast(tf.convert_to_tensor(images), tf.float32)
+    with tf.GradientTape() as tape:
+        feature_maps, logits = probe(images, training=False)
+        score = tf.reduce_sum(logits)
+    gradients = tape.gradient(score, feature_maps)
+    channel_weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+    heatmaps = tf.nn.relu(tf.reduce_sum(channel_weights * feature_maps, axis=-1, keepdims=True))
+    heatmaps = tf.image.resize(heatmaps, tf.shape(images)[1:3])[..., 0]
+    peak = tf.reduce_max(heatmaps, axis=(1, 2), keepdims=True)
+    return np.asarray(tf.math.divide_no_nan(heatmaps, peak))
+
+
+THRESHOLD_POLICIES = ("youden", "accuracy")
+
+
+def choose_threshold(labels, probabilities, policy="youden"):
+    """The decision threshold on P(PNEUMONIA) that maximises the policy on these (validation) arrays.
+
+    `youden`: Youden's J = sensitivity + specificity - 1 over the ROC
+    curve's thresholds; `accuracy`: the accuracy over the distinct
+    probabilities. Ties go to the lowest threshold.
+    """
+    from sklearn import metrics as sklearn_metrics
+
+    labels, probabilities = np.asarray(labels).ravel(), np.asarray(probabilities, np.float64).ravel()
+    if policy not in THRESHOLD_POLICIES:
+        raise ValueError(f"Unknown threshold policy {policy!r}; choose one of {', '.join(THRESHOLD_POLICIES)}.")
+    if len(np.unique(labels)) < 2:
+        raise ValueError("Choosing a threshold needs both classes in the validation labels.")
+    if policy == "youden":
+        false_positive_rate, true_positive_rate, thresholds = sklearn_metrics.roc_curve(labels, probabilities)
+        scores, thresholds = true_positive_rate - false_positive_rate, np.minimum(thresholds, 1.0)
+    else:
+        thresholds = np.unique(probabilities)
+        scores = np.asarray([np.mean((probabilities >= t) == labels) for t in thresholds])
+    best = np.flatnonzero(scores == scores.max())
+    return float(thresholds[best].min())
+
+
+def binary_metrics(labels, probabilities, threshold=0.5):
+    """Accuracy, sensitivity, specificity, precision, F1, ROC AUC and the confusion matrix.
+
+    A prediction is positive (PNEUMONIA) when its probability is at least
+    `threshold`. The confusion matrix is [[TN, FP], [FN, TP]].
+    """
+    from sklearn import metrics as sklearn_metrics
+
+    labels = np.asarray(labels).ravel().astype(int)
+    probabilities = np.asarray(probabilities, np.float64).ravel()
+    predictions = (probabilities >= threshold).astype(int)
+    matrix = sklearn_metrics.confusion_matrix(labels, predictions, labels=[0, 1])
+    (true_negative, false_positive), (false_negative, true_positive) = matrix
+    return {
+        "threshold": float(threshold),
+        "accuracy": float(sklearn_metrics.accuracy_score(labels, predictions)),
+        "sensitivity": float(true_positive / max(true_positive + false_negative, 1)),
+        "specificity": float(true_negative / max(true_negative + false_positive, 1)),
+        "precision": float(sklearn_metrics.precision_score(labels, predictions, zero_division=0)),
+        "f1": float(sklearn_metrics.f1_score(labels, predictions, zero_division=0)),
+        "roc_auc": float(sklearn_metrics.roc_auc_score(labels, probabilities)) if len(set(labels)) > 1 else float("nan"),
+        "confusion_matrix": matrix.tolist(),
+        "count": int(len(labels)),
+    }
