@@ -89,6 +89,7 @@ def train(task, config, verbose=None):
     if restored and verbose:
         state = keeper.state.as_dict()
         print(f"Resuming {paths.run_name} from {restored} (epoch {state['epoch']}, step {state['step']}).")
+    # Task callbacks run first, so the scores they add to the logs reach history.csv and TensorBoard.
     extra_callbacks = task.callbacks(model, paths, config) if chief else []
     history = loop.train(
         model,
@@ -96,7 +97,7 @@ def train(task, config, verbose=None):
         epochs=config.epochs,
         steps_per_epoch=steps_per_epoch(config, data.num_examples),
         keeper=keeper,
-        callbacks=(callbacks_lib.standard_callbacks(paths) if chief else []) + extra_callbacks,
+        callbacks=extra_callbacks + (callbacks_lib.standard_callbacks(paths) if chief else []),
         validation_dataset=getattr(data, "validation_dataset", None),
         save_every_steps=config.save_every_steps,
         jit_compile=config.jit_compile,

@@ -27,6 +27,9 @@ class DCGANConfig(config_lib.TrainConfig):
     beta_1: float = option(0.5, "Adam beta_1 of both optimizers")
     real_label: float = option(1.0, "discriminator target for real images (0.9: one-sided label smoothing)")
     sample_count: int = option(64, "images in each per-epoch sample grid")
+    evaluator: str = option("", "an evaluator run (saved_models/evaluator/NAME) to score samples during training")
+    evaluate_every: int = option(1, "with --evaluator: score every N epochs (IS, FCD, KID... to TensorBoard)")
+    evaluation_samples: int = option(1000, "with --evaluator: generated images per scoring")
 
 
 _FASHION_64 = dict(image_size=64, channels=1, latent_dim=100, generator_filters=32, discriminator_filters=32,
@@ -108,17 +111,59 @@ class DCGANTask:
         ]
 
     def callbacks(self, model, paths, config):
-        return [
-            callbacks_lib.SampleGrid(
-                render=lambda: model.generator(self.fixed_noise, training=False),
-                samples_dir=paths.samples_dir,
-                gif_path=paths.log_dir / "evolution.gif",
-                log_dir=paths.log_dir,
-            )
-        ]
+        grid = callbacks_lib.SampleGrid(
+            render=lambda: model.generator(self.fixed_noise, training=False),
+            samples_dir=paths.samples_dir,
+            gif_path=paths.log_dir / "evolution.gif",
+            log_dir=paths.log_dir,
+        )
+        if not config.evaluator:
+            return [grid]
+        return [grid, GanQuality(model, config, paths)]
 
     def export(self, model, paths, config):
         return export_generator(model.generator, paths)
+
+
+class GanQuality(keras.callbacks.Callback):
+    """Scores generated images with an evaluator every few epochs and logs them to TensorBoard.
+
+    Writes `quality/<score>` (generated) and `quality_real/<score>` (the real
+    ceiling, once) under `logs/dcgan/<run>/quality/`, so a user watches image
+    quality, not only the losses.
+    """
+
+    def __init__(self, model, config, paths):
+        super().__init__()
+        from tf_models.tasks import gan_evaluation
+
+        self.evaluation = gan_evaluation
+        self.gan = model
+        self.config = config
+        self.scorer, card = gan_evaluation.load_scorer(
+            config.models_root, config.evaluator, config.image_size, config.channels, config.data
+        )
+        self.num_classes = len(card["class_names"])
+        self.writer = tf.summary.create_file_writer(str(paths.log_dir / "quality"))
+        self.real = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.config.evaluate_every:
+            return
+        if self.real is None:
+            self.real = self.evaluation.real_outputs(
+                self.scorer, self.config.data, self.config.image_size, self.config.channels, 500,
+                self.config.tfds_data_dir or None,
+            )
+        result = self.evaluation.compare(self.gan.generator, self.scorer, self.real, self.num_classes,
+                                         self.config.evaluation_samples, 500, seed=self.config.seed)
+        with self.writer.as_default():
+            for key, value in result["generated"].items():
+                tf.summary.scalar(f"quality/{key}", value, step=epoch + 1)
+                tf.summary.scalar(f"quality_real/{key}", result["real"][key], step=epoch + 1)
+        self.writer.flush()
+        if logs is not None:
+            logs.update({f"quality_{key}": value for key, value in result["generated"].items()})
 
 
 def restore_from_checkpoint(paths):
