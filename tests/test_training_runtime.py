@@ -156,3 +156,12 @@ def test_generate_script_reads_a_run_still_in_training(tmp_path):
         check=True, capture_output=True,
     )
     assert iio.imread(output).shape == ((2 * 30 + 2) * 2, (2 * 30 + 2) * 2)
+
+
+def test_time_budget_stops_at_a_step_boundary_with_a_checkpoint(tmp_path):
+    config = tiny_config(tmp_path, run_name="budget", epochs=1000, time_budget_minutes=0.05)
+    result = runner.train(dcgan_task.DCGANTask(), config, verbose=0)
+    state = result.history
+    steps = len((tmp_path / "logs" / "dcgan" / "budget" / "history.csv").read_text().splitlines()) - 1
+    assert 1 <= steps < 1000 and state["discriminator_loss"]
+    assert tf.train.latest_checkpoint(str(tmp_path / "models" / "dcgan" / "budget" / "checkpoints"))

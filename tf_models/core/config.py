@@ -35,6 +35,7 @@ class TrainConfig:
     tpu: str = option("", "TPU address or name, with --strategy tpu")
     jit_compile: bool = option(False, "compile the train step with XLA")
     save_every_steps: int = option(500, "also checkpoint every N steps (0: epoch ends only)")
+    time_budget_minutes: float = option(0.0, "stop training after this many minutes (0: no limit)")
     fresh: bool = option(False, "delete an existing run of this name instead of resuming it")
     export: bool = option(True, "write model.keras, a SavedModel and TFLite at the end")
     tfds_data_dir: str = option("", "TensorFlow Datasets data_dir for tfds:NAME sources")
@@ -93,7 +94,7 @@ def validate(config):
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}.")
-    for name in ("steps_per_epoch", "save_every_steps", "image_size"):
+    for name in ("steps_per_epoch", "save_every_steps", "image_size", "time_budget_minutes"):
         value = getattr(config, name)
         if isinstance(value, (int, float)) and value < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, got {value}.")

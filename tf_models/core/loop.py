@@ -14,6 +14,7 @@ trained here can still be trained with `fit`.
 """
 
 import math
+import time
 
 import keras
 import tensorflow as tf
@@ -95,6 +96,7 @@ def train(
     jit_compile=False,
     strategy=None,
     verbose=1,
+    time_budget_seconds=0,
 ):
     """Trains `model` from its last checkpoint to `epochs` epochs.
 
@@ -111,6 +113,9 @@ def train(
         save_every_steps: also checkpoint every this many steps (0: epoch end only).
         jit_compile: compile the train step with XLA.
         strategy: the `tf.distribute.Strategy` the model was built under.
+        time_budget_seconds: stop after this much training time (0: no limit);
+            the epoch in progress is then validated and checkpointed, and a
+            later run with the same name carries on from there.
     Returns:
         The `keras.callbacks.History` of this invocation.
     """
@@ -129,6 +134,7 @@ def train(
         model.train_step, strategy, jit_compile, counters=(state.step, state.step_in_epoch)
     )
     model.stop_training = False
+    deadline = time.monotonic() + time_budget_seconds if time_budget_seconds else math.inf
     callback_list.on_train_begin()
     logs = {}
     try:
@@ -145,6 +151,8 @@ def train(
                 callback_list.on_train_batch_end(batch, logs)
                 if save_every_steps and int(state.step.numpy()) % save_every_steps == 0:
                     keeper.save()
+                if time.monotonic() > deadline:
+                    model.stop_training = True
                 if model.stop_training:
                     break
             epoch_logs = dict(logs)

@@ -103,6 +103,7 @@ def train(task, config, verbose=None):
         jit_compile=config.jit_compile,
         strategy=strategy,
         verbose=verbose,
+        time_budget_seconds=config.time_budget_minutes * 60,
     )
     written = [paths.log_dir, keeper.latest]
     if config.export and chief:
