@@ -23,18 +23,6 @@ class ClassificationData:
     description: str
 
 
-def prepare_examples(split, image_size, channels):
-    """(uint8 image resized to `image_size` with `channels`, label), cached in memory by one full pass."""
-
-    def prepare(image, label):
-        image = images.resize(images.convert_channels(image, channels), image_size)
-        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
-
-    cached = split.dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).cache()
-    cached.reduce(0, lambda count, _: count + 1)
-    return cached
-
-
 def batch_split(
     split,
     image_size,
@@ -50,7 +38,7 @@ def batch_split(
     `normalize` maps a uint8 image batch to float32; the default scales to
     [-1, 1] like the GAN pipeline.
     """
-    dataset = prepare_examples(split, image_size, channels)
+    dataset = sources.resized_cache(split, image_size, channels)
     if shuffle:
         dataset = dataset.shuffle(min(shuffle_buffer, split.num_examples), seed=seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).map(

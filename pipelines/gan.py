@@ -4,7 +4,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from pipelines import images, sources
+from pipelines import sources
 
 
 @dataclasses.dataclass
@@ -27,23 +27,6 @@ def to_unit_range(image):
     return tf.cast(image, tf.float32) / 127.5 - 1.0
 
 
-def prepare_images(split, image_size, channels):
-    """Resizes to `image_size` and converts channels; returns a filled in-memory uint8 cache.
-
-    The cache is filled by one full pass here: an epoch shorter than the
-    data would otherwise discard a partly filled cache and decode again.
-    """
-
-    def prepare(image, label):
-        image = images.convert_channels(image, channels)
-        image = images.resize(image, image_size)
-        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-
-    cached = split.dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).cache()
-    cached.reduce(0, lambda count, _: count + 1)
-    return cached
-
-
 def build_gan_data(
     data,
     image_size,
@@ -59,7 +42,7 @@ def build_gan_data(
         raise ValueError(
             f"{source.description}: {source.num_examples} images, fewer than one batch of {batch_size}."
         )
-    prepared = prepare_images(source, image_size, channels)
+    prepared = sources.resized_cache(source, image_size, channels).map(lambda image, label: image)
     buffer = min(shuffle_buffer, source.num_examples)
 
     def make_dataset(epoch):

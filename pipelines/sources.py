@@ -203,6 +203,22 @@ def _tfds_count(info, split, dataset):
         return count if count >= 0 else int(dataset.reduce(0, lambda total, _: total + 1))
 
 
+def resized_cache(split, image_size, channels):
+    """(uint8 image resized to `image_size` with `channels`, label), cached in memory.
+
+    The cache is filled by one full pass here: an epoch shorter than the data
+    would otherwise discard a partly filled cache and decode again.
+    """
+
+    def prepare(image, label):
+        image = images.resize(images.convert_channels(image, channels), image_size)
+        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+
+    cached = split.dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    cached.reduce(0, lambda count, _: count + 1)
+    return cached
+
+
 # ---------------------------------------------------------------- dispatch
 
 

@@ -13,21 +13,13 @@ and saved_models/dcgan/<run>/ (checkpoints/, model.keras, serving/<N>/, model.tf
 
 import sys
 
-from tf_models.core import config as config_lib
 from tf_models.core import runner
 from tf_models.tasks import dcgan as dcgan_task
 
 
 def main(argv=None):
-    config = config_lib.parse_config(
-        dcgan_task.DCGANConfig, argv, description=__doc__.splitlines()[0], epilog=__doc__, presets=dcgan_task.PRESETS
-    )
-    result = runner.train(dcgan_task.DCGANTask(), config)
-    print("\nWrote:")
-    for path in result.written + [result.paths.log_dir / "evolution.gif"]:
-        print(f"  {path}")
-    print(f"TensorBoard: tensorboard --logdir {result.paths.log_dir}")
-    return 0
+    return runner.main(dcgan_task.DCGANTask(), dcgan_task.DCGANConfig, dcgan_task.PRESETS, __doc__, argv,
+                       extra_paths=["evolution.gif"], next_step="Generate: python scripts/generate.py --run {run} --count 64 --output grid.png")
 
 
 if __name__ == "__main__":

@@ -15,22 +15,13 @@ model.keras, serving/<N>/, model.tflite).
 
 import sys
 
-from tf_models.core import config as config_lib
 from tf_models.core import runner
 from tf_models.tasks import pix2pix as pix2pix_task
 
 
 def main(argv=None):
-    config = config_lib.parse_config(
-        pix2pix_task.Pix2PixConfig, argv, description=__doc__.splitlines()[0], epilog=__doc__,
-        presets=pix2pix_task.PRESETS,
-    )
-    result = runner.train(pix2pix_task.Pix2PixTask(), config)
-    print("\nWrote:")
-    for path in result.written:
-        print(f"  {path}")
-    print(f"Evaluate: python scripts/evaluate.py --task pix2pix --run {result.paths.run_name}")
-    return 0
+    return runner.main(pix2pix_task.Pix2PixTask(), pix2pix_task.Pix2PixConfig, pix2pix_task.PRESETS, __doc__, argv,
+                       extra_paths=[], next_step="Evaluate: python scripts/evaluate.py --task pix2pix --run {run}")
 
 
 if __name__ == "__main__":

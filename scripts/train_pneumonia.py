@@ -15,23 +15,13 @@ threshold.json, serving/<N>/, model.tflite, export.json).
 
 import sys
 
-from tf_models.core import config as config_lib
 from tf_models.core import runner
 from tf_models.tasks import pneumonia as pneumonia_task
 
 
 def main(argv=None):
-    config = config_lib.parse_config(
-        pneumonia_task.PneumoniaConfig, argv, description=__doc__.splitlines()[0], epilog=__doc__,
-        presets=pneumonia_task.PRESETS,
-    )
-    result = runner.train(pneumonia_task.PneumoniaTask(), config)
-    print("\nWrote:")
-    for path in result.written:
-        print(f"  {path}")
-    print(f"Evaluate: python scripts/evaluate.py --task pneumonia --run {result.paths.run_name}")
-    print(f"TensorBoard: tensorboard --logdir {result.paths.log_dir}")
-    return 0
+    return runner.main(pneumonia_task.PneumoniaTask(), pneumonia_task.PneumoniaConfig, pneumonia_task.PRESETS, __doc__, argv,
+                       extra_paths=[], next_step="Evaluate: python scripts/evaluate.py --task pneumonia --run {run}")
 
 
 if __name__ == "__main__":

@@ -12,21 +12,13 @@ and saved_models/unet/<run>/ (checkpoints/, best.keras, model.keras, serving/<N>
 
 import sys
 
-from tf_models.core import config as config_lib
 from tf_models.core import runner
 from tf_models.tasks import unet as unet_task
 
 
 def main(argv=None):
-    config = config_lib.parse_config(
-        unet_task.UNetConfig, argv, description=__doc__.splitlines()[0], epilog=__doc__, presets=unet_task.PRESETS
-    )
-    result = runner.train(unet_task.UNetTask(), config)
-    print("\nWrote:")
-    for path in result.written + [result.paths.log_dir / "masks.png", result.paths.model_dir / "best.keras"]:
-        print(f"  {path}")
-    print(f"TensorBoard: tensorboard --logdir {result.paths.log_dir}")
-    return 0
+    return runner.main(unet_task.UNetTask(), unet_task.UNetConfig, unet_task.PRESETS, __doc__, argv,
+                       extra_paths=["masks.png"], next_step="Evaluate: python scripts/evaluate.py --task unet --run {run}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import math
 import keras
 import tensorflow as tf
 
-from tf_models.core import precision
+from tf_models.core import adversarial, precision
 
 SUPPORTED_IMAGE_SIZES = (28, 32, 64)
 
@@ -90,7 +90,7 @@ def _binary_cross_entropy(target, logits):
 
 
 @keras.saving.register_keras_serializable(package="tf_models")
-class DCGAN(keras.Model):
+class DCGAN(adversarial.AdversarialModel):
     """A generator and a discriminator trained against each other.
 
     Args:
@@ -155,17 +155,6 @@ class DCGAN(keras.Model):
             seed=self.seed,
         )
         return config
-
-    def compile(self, generator_optimizer, discriminator_optimizer, **kwargs):
-        """Takes one optimizer per network; wraps them for loss scaling under float16."""
-        super().compile(**kwargs)
-        self.generator_optimizer = precision.wrap_optimizer(generator_optimizer)
-        self.discriminator_optimizer = precision.wrap_optimizer(discriminator_optimizer)
-        self.generator_optimizer.build(self.generator.trainable_variables)
-        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
-
-    def get_compile_config(self):
-        return None
 
     @property
     def metrics(self):

@@ -22,7 +22,7 @@ Choices for enhancement, all options:
 import keras
 import tensorflow as tf
 
-from tf_models.core import precision
+from tf_models.core import adversarial, precision
 
 NORMS = ("instance", "batch", "none")
 
@@ -96,7 +96,7 @@ def _per_example_mean(tensor):
 
 
 @keras.saving.register_keras_serializable(package="tf_models")
-class Pix2Pix(keras.Model):
+class Pix2Pix(adversarial.AdversarialModel):
     """Conditional GAN for image-to-image translation.
 
     Args:
@@ -151,16 +151,6 @@ class Pix2Pix(keras.Model):
     def size_multiple(self):
         return 2**self.generator_depth
 
-    def compile(self, generator_optimizer, discriminator_optimizer, **kwargs):
-        super().compile(**kwargs)
-        self.generator_optimizer = precision.wrap_optimizer(generator_optimizer)
-        self.discriminator_optimizer = precision.wrap_optimizer(discriminator_optimizer)
-        self.generator_optimizer.build(self.generator.trainable_variables)
-        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
-
-    def get_compile_config(self):
-        return None
-
     @property
     def metrics(self):
         return list(self.trackers.values())
@@ -179,9 +169,9 @@ class Pix2Pix(keras.Model):
             enhanced = self.generator(source, training=True)
             real_logits = self.discriminator([source, target], training=True)
             fake_logits = self.discriminator([source, enhanced], training=True)
-            adversarial = precision.replica_mean(_per_example_mean(_bce(1.0, fake_logits)))
+            adversarial_loss = precision.replica_mean(_per_example_mean(_bce(1.0, fake_logits)))
             l1 = precision.replica_mean(_per_example_mean(tf.abs(target - enhanced)))
-            generator_loss = adversarial + self.l1_weight * l1
+            generator_loss = adversarial_loss + self.l1_weight * l1
             discriminator_loss = precision.replica_mean(
                 _per_example_mean(_bce(1.0, real_logits)) + _per_example_mean(_bce(0.0, fake_logits))
             ) / 2.0
@@ -190,7 +180,7 @@ class Pix2Pix(keras.Model):
         precision.minimize(discriminator_tape, discriminator_loss, self.discriminator.trainable_variables,
                            self.discriminator_optimizer)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        self.trackers["generator_loss"].update_state(adversarial * replicas)
+        self.trackers["generator_loss"].update_state(adversarial_loss * replicas)
         self.trackers["l1_loss"].update_state(l1 * replicas)
         self.trackers["discriminator_loss"].update_state(discriminator_loss * replicas)
         self._quality(enhanced, target)

@@ -24,6 +24,7 @@ import keras
 
 from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import checkpoints, loop, precision, runs
+from tf_models.core import config as config_lib
 from tf_models.core import strategy as strategy_lib
 
 
@@ -110,3 +111,17 @@ def train(task, config, verbose=None):
         written.append(save_keras_model(model, paths.keras_file))
         written += task.export(model, paths, config)
     return RunResult(paths, model, history.history if history else {}, restored, written)
+
+
+def main(task, config_class, presets, doc, argv=None, extra_paths=(), next_step=""):
+    """The body of every `scripts/train_*.py`: flags -> config -> train -> the paths written."""
+    config = config_lib.parse_config(config_class, argv, description=doc.splitlines()[0], epilog=doc,
+                                     presets=presets)
+    result = train(task, config)
+    print("\nWrote:")
+    for path in result.written + [result.paths.log_dir / name for name in extra_paths]:
+        print(f"  {path}")
+    print(f"TensorBoard: tensorboard --logdir {result.paths.log_dir}")
+    if next_step:
+        print(next_step.format(run=result.paths.run_name))
+    return 0
