@@ -243,3 +243,20 @@ def test_rle_round_trip_on_random_masks(shape, density):
 def test_rle_decode_rejects_bad_strings(rle, message):
     with pytest.raises(ValueError, match=message):
         segmentation.rle_decode(rle, (2, 3))
+
+
+def test_elastic_deformation_moves_image_and_mask_together():
+    import tensorflow as tf
+
+    from pipelines import segmentation
+
+    image = tf.cast(tf.reshape(tf.range(48 * 64) % 64, [48, 64, 1]), tf.float32) / 64.0
+    mask = tf.cast(image > 0.5, tf.float32)
+    warped_image, warped_mask = segmentation.elastic_deformation(image, mask, [1, 2], sigma=6.0)
+    assert warped_image.shape == image.shape and warped_mask.shape == mask.shape
+    assert float(tf.reduce_mean(tf.abs(warped_image - image))) > 0.005
+    assert set(np.unique(warped_mask.numpy())) <= {0.0, 1.0}
+    agreement = np.mean((warped_image.numpy() > 0.5) == (warped_mask.numpy() > 0.5))
+    assert agreement > 0.97
+    again, _ = segmentation.elastic_deformation(image, mask, [1, 2], sigma=6.0)
+    np.testing.assert_array_equal(again.numpy(), warped_image.numpy())

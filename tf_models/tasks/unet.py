@@ -58,6 +58,7 @@ class UNetConfig(config_lib.TrainConfig):
     dropout: float = option(0.0, "dropout rate after the bottleneck (0: none)")
     validation_fraction: float = option(0.2, "fraction of cars (or slices) held out for validation")
     augment: bool = option(True, "random flip, shift/zoom and brightness, alike for image and mask")
+    elastic_sigma: float = option(0.0, "with --augment: the paper's elastic deformation, sigma in pixels (10 in the paper)")
     overlay_count: int = option(4, "validation images drawn in masks.png and TensorBoard")
 
     def __post_init__(self):
@@ -94,7 +95,7 @@ PRESETS = {
     "paper": dict(depth=4, base_filters=64, batch_norm=False, dropout=0.5, batch_size=4, learning_rate=1e-4),
     # The paper's own task: ISBI 2012 EM slices, grayscale, one slice per validation group.
     "membrane": dict(image_size="256x256", channels=1, depth=4, base_filters=32, batch_size=4,
-                     learning_rate=1e-3, validation_fraction=0.2, steps_per_epoch=30, epochs=20),
+                     learning_rate=1e-3, validation_fraction=0.2, steps_per_epoch=30, epochs=20, elastic_sigma=10.0),
 }
 
 
@@ -166,7 +167,7 @@ class UNetTask:
             validation_fraction=config.validation_fraction,
             seed=config.seed,
             channels=config.channels or None,
-            augmentation=segmentation.Augmentation() if config.augment else None,
+            augmentation=segmentation.Augmentation(elastic_sigma=config.elastic_sigma) if config.augment else None,
         )
         return self.data
 
