@@ -165,3 +165,44 @@ def test_time_budget_stops_at_a_step_boundary_with_a_checkpoint(tmp_path):
     steps = len((tmp_path / "logs" / "dcgan" / "budget" / "history.csv").read_text().splitlines()) - 1
     assert 1 <= steps < 1000 and state["discriminator_loss"]
     assert tf.train.latest_checkpoint(str(tmp_path / "models" / "dcgan" / "budget" / "checkpoints"))
+
+
+def test_a_run_in_use_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
+    from tf_models.core import runs
+
+    config = tiny_config(tmp_path, run_name="locked", epochs=1)
+    lock_file = runs.RunPaths("dcgan", "locked", tmp_path / "logs", tmp_path / "models").lock_file
+    lock_file.parent.mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock_file.write_text(str(sleeper.pid))
+        with pytest.raises(RuntimeError, match=f"in use by process {sleeper.pid}"):
+            runner.train(dcgan_task.DCGANTask(), config, verbose=0)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    result = runner.train(dcgan_task.DCGANTask(), config, verbose=0)
+    assert result.restored_from is None and not lock_file.exists()
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
+    run_dir = tmp_path / "models" / "dcgan" / "term" / "checkpoints"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "scripts" / "train_dcgan.py"), "--data", "digits", "--run-name", "term",
+         "--batch-size", "16", "--steps-per-epoch", "1000", "--generator-filters", "8",
+         "--discriminator-filters", "8", "--latent-dim", "16", "--sample-count", "4", "--save-every-steps", "0",
+         "--no-export", "--logs-root", str(tmp_path / "logs"), "--models-root", str(tmp_path / "models")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    samples = tmp_path / "logs" / "dcgan" / "term" / "samples" / "epoch_0000.png"
+    deadline = time.time() + 120
+    while time.time() < deadline and not samples.exists():
+        time.sleep(0.2)
+    time.sleep(3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    latest = tf.train.latest_checkpoint(str(run_dir))
+    assert latest is not None, stderr[-2000:]
+    assert "KeyboardInterrupt" in stderr

@@ -17,7 +17,9 @@ A task is an object with:
 import dataclasses
 import os
 import shutil
+import signal
 import sys
+import threading
 import tempfile
 
 import keras
@@ -57,9 +59,7 @@ def save_keras_model(model, path):
 
 def prepare_run(task, config):
     """Creates (or reopens) the run folders and records the config."""
-    paths = runs.RunPaths(
-        task.name, config.run_name or runs.default_run_name(), config.logs_root, config.models_root
-    )
+    paths = runs.RunPaths(task.name, config.run_name, config.logs_root, config.models_root)
     if config.fresh:
         shutil.rmtree(paths.log_dir, ignore_errors=True)
         shutil.rmtree(paths.model_dir, ignore_errors=True)
@@ -68,12 +68,35 @@ def prepare_run(task, config):
     return paths
 
 
+def _raise_keyboard_interrupt(signal_number, frame):
+    raise KeyboardInterrupt(f"signal {signal_number}")
+
+
 def train(task, config, verbose=None):
-    """Trains `task` as `config` says, resuming the run if it exists."""
+    """Trains `task` as `config` says, resuming the run if it exists.
+
+    One process at a time trains a run (a lock file beside its model folder).
+    SIGTERM is handled like Ctrl-C: the loop saves a checkpoint, then exits.
+    """
     config = task.resolve(config)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    paths = prepare_run(task, config)
+    paths = runs.RunPaths(task.name, config.run_name or runs.default_run_name(), config.logs_root, config.models_root)
+    config = dataclasses.replace(config, run_name=paths.run_name)
+    with runs.RunLock(paths.lock_file):
+        paths = prepare_run(task, config)
+        previous = signal.getsignal(signal.SIGTERM)
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        try:
+            return _train(task, config, paths, verbose)
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _train(task, config, paths, verbose):
     runs.set_seed(config.seed)
     precision.set_policy(config.precision)
     strategy = strategy_lib.get_strategy(config.strategy, config.tpu or None)

@@ -61,6 +61,10 @@ class RunPaths:
         return self.model_dir / "checkpoints"
 
     @property
+    def lock_file(self):
+        return self.model_dir.parent / f".{self.run_name}.lock"
+
+    @property
     def samples_dir(self):
         return self.log_dir / "samples"
 
@@ -129,3 +133,59 @@ def write_config(paths, config):
 def set_seed(seed):
     """Seeds Python, NumPy and TensorFlow (through Keras) in one call."""
     keras.utils.set_random_seed(int(seed))
+
+
+class RunLock:
+    """A lock file (`saved_models/<task>/.<run>.lock`, holding the PID) so one process trains a run at a time.
+
+    A lock left by a process that no longer runs (killed, machine restarted)
+    is stale and taken over; a live one makes the second process stop with a
+    message naming the PID.
+    """
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+
+    @staticmethod
+    def _alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def acquire(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid() and self._alive(pid):
+                    raise RuntimeError(
+                        f"Run folder {self.path.parent} is in use by process {pid}. Wait for it, stop it, "
+                        "or choose another --run-name."
+                    ) from None
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(handle, "w") as file:
+                file.write(str(os.getpid()))
+            return self
+
+    def release(self):
+        try:
+            if int(self.path.read_text().strip() or 0) == os.getpid():
+                self.path.unlink()
+        except (OSError, ValueError):
+            pass
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc_info):
+        self.release()
