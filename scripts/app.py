@@ -141,8 +141,9 @@ def classify_page():
     result = app_models.run_classify(classifier, image.as_uint8())
     first, second = st.columns(2)
     first.metric("P(pneumonia)", f"{result['probability']:.3f}")
-    second.metric("Label", result["label"], f"threshold {result['threshold']:.3f}", delta_color="off")
-    st.caption(f"Threshold policy: {classifier.threshold['policy']}, chosen on {classifier.threshold['chosen_on']}.")
+    second.metric("Label", result["label"])
+    st.caption(f"Label at the run's threshold {result['threshold']:.3f} ({classifier.threshold['policy']}, chosen on "
+               f"{classifier.threshold['chosen_on']}).")
     left, right = st.columns(2)
     left.image(result["resized"], caption="Input (as the model sees it)")
     right.image(result["overlay"], caption="Grad-CAM: where the evidence for pneumonia is")

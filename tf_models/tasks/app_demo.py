@@ -10,6 +10,7 @@ pipeline working, not the quality of a fully trained model.
 """
 
 import pathlib
+import shutil
 
 import keras
 
@@ -22,6 +23,29 @@ from tf_models.tasks import unet as unet_task
 
 RUN_NAME = "tiny"
 DONE_FILE = "app_demo_done"
+
+
+# (folder, files kept per folder): enough for a few steps and a validation split with both classes.
+SUBSETS = {
+    "mammography": [("", 24)],
+    "carvana_hr": [("train", 96), ("train_masks", 96)],
+    "chest_xray": [(f"{split}/{label}", 48) for split in ("train", "test") for label in ("NORMAL", "PNEUMONIA")],
+}
+
+
+def copy_subsets(datasets_root, target):
+    """Copies the first files of each shared dataset's folders (same layout) into `target`; returns it."""
+    datasets_root, target = pathlib.Path(datasets_root), pathlib.Path(target)
+    for name, folders in SUBSETS.items():
+        for folder, count in folders:
+            source, destination = datasets_root / name / folder, target / name / folder
+            if destination.is_dir():
+                continue
+            destination.mkdir(parents=True)
+            files = sorted(path for path in source.iterdir() if path.is_file() and path.suffix != ".txt")
+            for path in [path for path in files if path.suffix != ".csv"][:count]:
+                shutil.copyfile(path, destination / path.name)
+    return target
 
 
 def _configs(datasets_root):
@@ -81,7 +105,11 @@ def _task_module(task_name):
 
 
 def train_tiny_runs(root, datasets_root, tasks=("dcgan", "pix2pix", "unet", "pneumonia")):
-    """Trains every tiny run not yet trained; returns the models root to point `TF_MODELS_ROOT` at."""
+    """Trains every tiny run not yet trained, on small copies of the shared datasets.
+
+    Returns the models root to point `TF_MODELS_ROOT` at.
+    """
+    subsets = copy_subsets(datasets_root, pathlib.Path(root) / "datasets")
     for task_name in tasks:
-        train_tiny_run(task_name, root, datasets_root)
+        train_tiny_run(task_name, root, subsets)
     return pathlib.Path(root) / "models"
