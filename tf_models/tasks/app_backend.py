@@ -10,7 +10,6 @@ when set), `.keras` files with Keras safe mode, exports as SavedModels.
 
 import dataclasses
 import io
-import json
 import os
 import pathlib
 
@@ -205,7 +204,3 @@ def png_bytes(image):
     if image.dtype not in (np.uint8, np.uint16):
         image = callbacks_lib.to_uint8(image, (0.0, 1.0))
     return callbacks_lib.encode_png(image)
-
-
-def summary_json(payload):
-    return json.dumps(payload, indent=2, sort_keys=True, default=float)
