@@ -4,11 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast clean-runs help
+.PHONY: install demo test test-fast app clean-runs help
 
 help:
 	@echo "make demo   - install, then train the DCGAN on the bundled digits (a few minutes)"
 	@echo "make test   - install, then run the test suite"
+	@echo "make app    - install, then start the Streamlit app on the trained runs"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python scripts/train_dcgan.py --preset demo --run-name demo $(ARGS)
+
+app: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/streamlit run scripts/app.py --server.maxUploadSize 25 $(ARGS)
 
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q $(ARGS)
