@@ -22,7 +22,7 @@ Choices for enhancement, all options:
 import keras
 import tensorflow as tf
 
-from tf_models.core import precision
+from tf_models.core import precision, strategy
 
 NORMS = ("instance", "batch", "none")
 
@@ -31,7 +31,7 @@ def _normalization(norm):
     if norm == "instance":
         return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5)
     if norm == "batch":
-        return keras.layers.BatchNormalization()
+        return strategy.batch_normalization()
     return keras.layers.Identity()
 
 
@@ -189,7 +189,7 @@ class Pix2Pix(keras.Model):
                            self.generator_optimizer)
         precision.minimize(discriminator_tape, discriminator_loss, self.discriminator.trainable_variables,
                            self.discriminator_optimizer)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        replicas = strategy.num_replicas()
         self.trackers["generator_loss"].update_state(adversarial * replicas)
         self.trackers["l1_loss"].update_state(l1 * replicas)
         self.trackers["discriminator_loss"].update_state(discriminator_loss * replicas)
