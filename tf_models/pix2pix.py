@@ -185,10 +185,11 @@ class Pix2Pix(keras.Model):
             discriminator_loss = precision.replica_mean(
                 _per_example_mean(_bce(1.0, real_logits)) + _per_example_mean(_bce(0.0, fake_logits))
             ) / 2.0
-        precision.minimize(generator_tape, generator_loss, self.generator.trainable_variables,
-                           self.generator_optimizer)
-        precision.minimize(discriminator_tape, discriminator_loss, self.discriminator.trainable_variables,
-                           self.discriminator_optimizer)
+        generator_step = precision.minimize(generator_tape, generator_loss, self.generator.trainable_variables,
+                                            self.generator_optimizer)
+        with tf.control_dependencies([generator_step]):
+            precision.minimize(discriminator_tape, discriminator_loss, self.discriminator.trainable_variables,
+                               self.discriminator_optimizer)
         replicas = strategy.num_replicas()
         self.trackers["generator_loss"].update_state(adversarial * replicas)
         self.trackers["l1_loss"].update_state(l1 * replicas)
