@@ -18,7 +18,7 @@ import math
 import keras
 import tensorflow as tf
 
-from tf_models.core import adversarial, precision
+from tf_models.core import adversarial, precision, strategy
 
 SUPPORTED_IMAGE_SIZES = (28, 32, 64)
 
@@ -49,13 +49,13 @@ def build_generator(image_size=28, channels=1, latent_dim=100, filters=64, name=
     inputs = keras.Input(shape=(latent_dim,), name="latent")
     x = keras.layers.Reshape((1, 1, latent_dim))(inputs)
     x = keras.layers.Conv2DTranspose(filters * 2 ** (steps - 1), base, padding="valid", use_bias=False)(x)
-    x = keras.layers.BatchNormalization()(x)
+    x = strategy.batch_normalization()(x)
     x = keras.layers.LeakyReLU(0.2)(x)
     for step in range(steps - 1):
         x = keras.layers.Conv2DTranspose(
             filters * 2 ** (steps - 2 - step), 4, strides=2, padding="same", use_bias=False
         )(x)
-        x = keras.layers.BatchNormalization()(x)
+        x = strategy.batch_normalization()(x)
         x = keras.layers.LeakyReLU(0.2)(x)
     x = keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same")(x)
     outputs = keras.layers.Activation("tanh", dtype="float32", name="image")(x)
@@ -77,7 +77,7 @@ def build_discriminator(image_size=28, channels=1, filters=64, name="discriminat
     for step in range(steps):
         x = keras.layers.Conv2D(filters * 2**step, 4, strides=2, padding="same", use_bias=step == 0)(x)
         if step > 0:
-            x = keras.layers.BatchNormalization()(x)
+            x = strategy.batch_normalization()(x)
         x = keras.layers.LeakyReLU(0.2)(x)
     x = keras.layers.Conv2D(1, base, padding="valid")(x)
     outputs = keras.layers.Flatten(dtype="float32", name="logit")(x)
@@ -171,6 +171,16 @@ class DCGAN(adversarial.AdversarialModel):
     def sample_latent(self, batch_size):
         return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
 
+    def sample_replica_latent(self, batch_size):
+        """Noise for this replica's `batch_size` images: its rows of one draw for the global batch.
+
+        The seed state is shared by the replicas, so drawing `batch_size`
+        vectors on each would give every replica the same noise. Slicing one
+        global draw gives each replica its own noise and makes a step on N
+        replicas use the noise one replica would use for the whole batch.
+        """
+        return strategy.replica_rows(self.sample_latent(batch_size * strategy.num_replicas()), batch_size)
+
     def generate(self, count, seed=None):
         """`count` images in [-1, 1] from fresh noise."""
         latent = keras.random.normal((count, self.latent_dim), seed=seed)
@@ -181,7 +191,7 @@ class DCGAN(adversarial.AdversarialModel):
         batch_size = tf.shape(real_images)[0]
 
         with tf.GradientTape() as tape:
-            fake_images = self.generator(self.sample_latent(batch_size), training=True)
+            fake_images = self.generator(self.sample_replica_latent(batch_size), training=True)
             real_logits = self.discriminator(real_images, training=True)
             fake_logits = self.discriminator(fake_images, training=True)
             discriminator_loss = precision.replica_mean(
@@ -193,14 +203,14 @@ class DCGAN(adversarial.AdversarialModel):
         )
 
         with tf.GradientTape() as tape:
-            fake_images = self.generator(self.sample_latent(batch_size), training=True)
+            fake_images = self.generator(self.sample_replica_latent(batch_size), training=True)
             generated_logits = self.discriminator(fake_images, training=True)
             generator_loss = precision.replica_mean(_binary_cross_entropy(1.0, generated_logits))
         precision.minimize(
             tape, generator_loss, self.generator.trainable_variables, self.generator_optimizer
         )
 
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        replicas = strategy.num_replicas()
         self.generator_loss_tracker.update_state(generator_loss * replicas)
         self.discriminator_loss_tracker.update_state(discriminator_loss * replicas)
         self.real_score_tracker.update_state(tf.sigmoid(real_logits))

@@ -22,7 +22,7 @@ Choices for enhancement, all options:
 import keras
 import tensorflow as tf
 
-from tf_models.core import adversarial, precision
+from tf_models.core import adversarial, precision, strategy
 
 NORMS = ("instance", "batch", "none")
 
@@ -31,7 +31,7 @@ def _normalization(norm):
     if norm == "instance":
         return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5)
     if norm == "batch":
-        return keras.layers.BatchNormalization()
+        return strategy.batch_normalization()
     return keras.layers.Identity()
 
 
@@ -175,11 +175,12 @@ class Pix2Pix(adversarial.AdversarialModel):
             discriminator_loss = precision.replica_mean(
                 _per_example_mean(_bce(1.0, real_logits)) + _per_example_mean(_bce(0.0, fake_logits))
             ) / 2.0
-        precision.minimize(generator_tape, generator_loss, self.generator.trainable_variables,
-                           self.generator_optimizer)
-        precision.minimize(discriminator_tape, discriminator_loss, self.discriminator.trainable_variables,
-                           self.discriminator_optimizer)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        generator_step = precision.minimize(generator_tape, generator_loss, self.generator.trainable_variables,
+                                            self.generator_optimizer)
+        with tf.control_dependencies([generator_step]):
+            precision.minimize(discriminator_tape, discriminator_loss, self.discriminator.trainable_variables,
+                               self.discriminator_optimizer)
+        replicas = strategy.num_replicas()
         self.trackers["generator_loss"].update_state(adversarial_loss * replicas)
         self.trackers["l1_loss"].update_state(l1 * replicas)
         self.trackers["discriminator_loss"].update_state(discriminator_loss * replicas)

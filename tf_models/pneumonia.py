@@ -14,6 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_models.core import strategy
+
 
 def build_pneumonia_cnn(
     image_size,
@@ -46,7 +48,7 @@ def build_pneumonia_cnn(
         features = keras.layers.Conv2D(
             width, kernel_size, padding="same", use_bias=False, name=f"block{block}_conv"
         )(features)
-        features = keras.layers.BatchNormalization(name=f"block{block}_norm")(features)
+        features = strategy.batch_normalization(name=f"block{block}_norm")(features)
         features = keras.layers.ReLU(name=f"block{block}_relu")(features)
         features = keras.layers.MaxPooling2D(name=f"block{block}_pool")(features)
     features = keras.layers.GlobalAveragePooling2D(name="pool")(features)

@@ -22,6 +22,8 @@ are both empty scores 1 (a perfect prediction of "nothing there").
 import keras
 import tensorflow as tf
 
+from tf_models.core import strategy
+
 
 def _check_image_shape(image_shape, depth):
     if len(image_shape) != 3:
@@ -45,7 +47,7 @@ def _double_convolution(x, filters, batch_norm, name):
             name=f"{name}_conv{index}",
         )(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"{name}_bn{index}")(x)
+            x = strategy.batch_normalization(name=f"{name}_bn{index}")(x)
         x = keras.layers.ReLU(name=f"{name}_relu{index}")(x)
     return x
 

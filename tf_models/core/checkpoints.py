@@ -51,7 +51,10 @@ class CheckpointKeeper:
     Args:
         directory: where the checkpoints go (`saved_models/<task>/<run>/checkpoints`).
         max_to_keep: how many recent checkpoints to keep.
-        write: False on non-chief workers, whose saves go to a scratch folder.
+        write: False on non-chief workers: they restore from `directory`, like
+            the chief, so that every worker resumes at the same step, but
+            their saves (which every worker must make under
+            `MultiWorkerMirroredStrategy`) go to a scratch folder.
         model: the Keras model; its weights, optimizers and seed states are saved.
         **trackables: what else to save (variables, other trackables).
     """
@@ -64,6 +67,9 @@ class CheckpointKeeper:
         )
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(self.directory), max_to_keep=max_to_keep
+        )
+        self.restore_manager = self.manager if write else tf.train.CheckpointManager(
+            self.checkpoint, str(directory), max_to_keep=max_to_keep
         )
 
     @property
@@ -78,7 +84,7 @@ class CheckpointKeeper:
         checkpoints exist but none can be read, the run is not silently
         restarted: a `RuntimeError` says so.
         """
-        candidates = list(reversed(self.manager.checkpoints))
+        candidates = list(reversed(self.restore_manager.checkpoints))
         for path in candidates:
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()

@@ -46,6 +46,19 @@ def make_step_function(step, strategy, jit_compile, counters=()):
     return step_on_iterator
 
 
+def _global_logs(model, logs, strategy):
+    """The step's logs over all replicas.
+
+    A step returns the first replica's values; metrics read outside the
+    replicas (cross-replica context) sum their states over all replicas, so
+    every worker sees the same, global numbers (what `fit` reports at epoch end).
+    """
+    if strategy.num_replicas_in_sync == 1:
+        return logs
+    results = model.get_metrics_result()
+    return {name: results.get(name, value) for name, value in logs.items()}
+
+
 def _to_floats(logs):
     return {name: float(keras.ops.convert_to_numpy(value)) for name, value in logs.items()}
 
@@ -75,7 +88,7 @@ def evaluate(model, dataset, steps=None, strategy=None, jit_compile=False):
     step = 0
     while steps is None or step < steps:
         try:
-            logs = test_function(iterator)
+            logs = _global_logs(model, test_function(iterator), strategy)
         except (StopIteration, tf.errors.OutOfRangeError):
             break
         step += 1
@@ -146,7 +159,7 @@ def train(
             callback_list.on_epoch_begin(epoch)
             for batch in range(first_batch, steps_per_epoch):
                 callback_list.on_train_batch_begin(batch)
-                logs = _to_floats(train_function(iterator))
+                logs = _to_floats(_global_logs(model, train_function(iterator), strategy))
                 _check_finite(logs, int(state.step.numpy()), keeper)
                 callback_list.on_train_batch_end(batch, logs)
                 if save_every_steps and int(state.step.numpy()) % save_every_steps == 0:

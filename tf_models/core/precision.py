@@ -51,9 +51,11 @@ def minimize(tape, loss, variables, optimizer):
 
     The loss is scaled on the tape (re-entered for that), and
     `LossScaleOptimizer.apply_gradients` unscales the gradients and skips the
-    step when they are not finite.
+    step when they are not finite. Returns the optimizer's step counter, for
+    a control dependency: replicas must launch their gradient all-reduces in
+    the same order, so a second update in the same step waits for the first.
     """
     with tape:
         scaled_loss = scale_loss(loss, optimizer)
     gradients = tape.gradient(scaled_loss, variables)
-    optimizer.apply_gradients(list(zip(gradients, variables)))
+    return optimizer.apply_gradients(list(zip(gradients, variables)))

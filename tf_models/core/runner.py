@@ -14,13 +14,14 @@ A task is an object with:
 - `export(model, paths, config)`: writes deployment artifacts, returns their paths.
 """
 
+import contextlib
 import dataclasses
 import os
 import shutil
 import signal
 import sys
-import threading
 import tempfile
+import threading
 
 import keras
 
@@ -57,10 +58,17 @@ def save_keras_model(model, path):
     return path
 
 
-def prepare_run(task, config):
-    """Creates (or reopens) the run folders and records the config."""
+def prepare_run(task, config, chief=True):
+    """Creates (or reopens) the run folders and records the config.
+
+    A non-chief worker gets the same layout under a scratch folder, so it
+    runs the same callbacks as the chief while writing nothing the chief writes.
+    """
+    if not chief:
+        scratch = tempfile.mkdtemp(prefix=f"worker_{task.name}_")
+        config = dataclasses.replace(config, logs_root=scratch, models_root=scratch)
     paths = runs.RunPaths(task.name, config.run_name, config.logs_root, config.models_root)
-    if config.fresh:
+    if config.fresh and chief:
         shutil.rmtree(paths.log_dir, ignore_errors=True)
         shutil.rmtree(paths.model_dir, ignore_errors=True)
     paths.make_dirs()
@@ -72,61 +80,71 @@ def _raise_keyboard_interrupt(signal_number, frame):
     raise KeyboardInterrupt(f"signal {signal_number}")
 
 
+@contextlib.contextmanager
+def _sigterm_as_keyboard_interrupt():
+    """SIGTERM (preemption, `kill`) is handled like Ctrl-C: the loop saves a checkpoint, then exits."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def train(task, config, verbose=None):
     """Trains `task` as `config` says, resuming the run if it exists.
 
     One process at a time trains a run (a lock file beside its model folder).
-    SIGTERM is handled like Ctrl-C: the loop saves a checkpoint, then exits.
+    Every worker runs the same steps, callbacks and checkpoint saves (their
+    collectives must match); only the chief writes into the run folders and
+    exports. All workers resume from the chief's checkpoints, which must
+    therefore be readable by every worker (a shared filesystem).
     """
-    config = task.resolve(config)
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 2
-    paths = runs.RunPaths(task.name, config.run_name or runs.default_run_name(), config.logs_root, config.models_root)
-    config = dataclasses.replace(config, run_name=paths.run_name)
-    with runs.RunLock(paths.lock_file):
-        paths = prepare_run(task, config)
-        previous = signal.getsignal(signal.SIGTERM)
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-        try:
-            return _train(task, config, paths, verbose)
-        finally:
-            if in_main_thread:
-                signal.signal(signal.SIGTERM, previous)
-
-
-def _train(task, config, paths, verbose):
-    runs.set_seed(config.seed)
-    precision.set_policy(config.precision)
+    # First: MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
     strategy = strategy_lib.get_strategy(config.strategy, config.tpu or None)
     chief = strategy_lib.is_chief(strategy)
+    config = task.resolve(config)
+    config = dataclasses.replace(config, run_name=config.run_name or runs.default_run_name())
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    run_paths = runs.RunPaths(task.name, config.run_name, config.logs_root, config.models_root)
+    lock = runs.RunLock(run_paths.lock_file) if chief else contextlib.nullcontext()
+    with lock, _sigterm_as_keyboard_interrupt():
+        paths = prepare_run(task, config, chief)
+        return _train(task, config, strategy, chief, paths, run_paths.checkpoint_dir, verbose)
+
+
+def _train(task, config, strategy, chief, paths, checkpoint_dir, verbose):
+    runs.set_seed(config.seed)
+    precision.set_policy(config.precision)
     data = task.build_data(config)
     with strategy.scope():
         model = task.build_model(config)
         keeper = checkpoints.CheckpointKeeper(
-            paths.checkpoint_dir, write=chief, model=model, **task.checkpoint_items(model)
+            checkpoint_dir, write=chief, model=model, **task.checkpoint_items(model)
         )
-    restored = keeper.restore()
+    # With --fresh the chief is deleting the old checkpoints; other workers must not read them.
+    restored = keeper.restore() if chief or not config.fresh else None
     for optimizer, rate in task.learning_rates(model, config):
         optimizer.learning_rate = rate
     if restored and verbose:
         state = keeper.state.as_dict()
         print(f"Resuming {paths.run_name} from {restored} (epoch {state['epoch']}, step {state['step']}).")
     # Task callbacks run first, so the scores they add to the logs reach history.csv and TensorBoard.
-    extra_callbacks = task.callbacks(model, paths, config) if chief else []
     history = loop.train(
         model,
         data.make_dataset,
         epochs=config.epochs,
         steps_per_epoch=steps_per_epoch(config, data.num_examples),
         keeper=keeper,
-        callbacks=extra_callbacks + (callbacks_lib.standard_callbacks(paths) if chief else []),
+        callbacks=task.callbacks(model, paths, config) + callbacks_lib.standard_callbacks(paths),
         validation_dataset=getattr(data, "validation_dataset", None),
         save_every_steps=config.save_every_steps,
         jit_compile=config.jit_compile,
         strategy=strategy,
-        verbose=verbose,
+        verbose=verbose if chief else 0,
         time_budget_seconds=config.time_budget_minutes * 60,
     )
     written = [paths.log_dir, keeper.latest]

@@ -98,7 +98,10 @@ class PneumoniaTask:
             config.image_size, filters=config.filters, blocks=config.blocks,
             dense_units=config.dense_units, dropout=config.dropout,
         )
-        return compile_model(model, config.learning_rate)
+        compile_model(model, config.learning_rate)
+        # Built here, in the strategy scope: built lazily inside the first replicated step it fails.
+        model.optimizer.build(model.trainable_variables)
+        return model
 
     def checkpoint_items(self, model):
         return {}
