@@ -13,6 +13,8 @@ import argparse
 import importlib
 import sys
 
+from tf_models.core import runner
+
 TASKS = {
     "gan": "tf_models.tasks.gan_evaluation",
     "pix2pix": "tf_models.tasks.pix2pix_evaluation",
@@ -32,10 +34,7 @@ def main(argv=None):
     if module is not None:
         module.add_arguments(parser)
     args = parser.parse_args(argv)
-    written = module.evaluate(args)
-    print("\nWrote:")
-    for path in written:
-        print(f"  {path}")
+    runner.print_written(module.evaluate(args))
     return 0
 
 

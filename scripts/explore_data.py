@@ -17,7 +17,7 @@ import matplotlib
 import numpy as np
 
 from pipelines import classification, images
-from tf_models.core import figures, runs
+from tf_models.core import figures, runner, runs
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -80,9 +80,7 @@ def main(argv=None):
     ]
     for split, split_counts in counts.items():
         print(f"{split:<16}" + "  ".join(f"{name} {count}" for name, count in split_counts.items()))
-    print("\nWrote:")
-    for path in written:
-        print(f"  {path}")
+    runner.print_written(written)
     return 0
 
 

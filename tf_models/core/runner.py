@@ -31,6 +31,30 @@ from tf_models.core import config as config_lib
 from tf_models.core import strategy as strategy_lib
 
 
+class Task:
+    """Defaults of the task interface above; a task overrides what differs."""
+
+    name = ""
+
+    def resolve(self, config):
+        return config
+
+    def checkpoint_items(self, model):
+        return {}
+
+    def learning_rates(self, model, config):
+        return [(model.optimizer, config.learning_rate)]
+
+    def callbacks(self, model, paths, config):
+        return []
+
+
+def print_written(paths):
+    print("\nWrote:")
+    for path in paths:
+        print(f"  {path}")
+
+
 @dataclasses.dataclass
 class RunResult:
     paths: runs.RunPaths
@@ -159,9 +183,7 @@ def main(task, config_class, presets, doc, argv=None, extra_paths=(), next_step=
     config = config_lib.parse_config(config_class, argv, description=doc.splitlines()[0], epilog=doc,
                                      presets=presets)
     result = train(task, config)
-    print("\nWrote:")
-    for path in result.written + [result.paths.log_dir / name for name in extra_paths]:
-        print(f"  {path}")
+    print_written(result.written + [result.paths.log_dir / name for name in extra_paths])
     print(f"TensorBoard: tensorboard --logdir {result.paths.log_dir}")
     if next_step:
         print(next_step.format(run=result.paths.run_name))

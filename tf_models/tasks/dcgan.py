@@ -11,7 +11,7 @@ from tf_models import dcgan
 from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import config as config_lib
 from tf_models.core import export as export_lib
-from tf_models.core import runs
+from tf_models.core import runner, runs
 
 option = config_lib.option
 
@@ -57,7 +57,7 @@ def _native_shape(data, tfds_data_dir):
     return image.shape[0], split.channels
 
 
-class DCGANTask:
+class DCGANTask(runner.Task):
     name = "dcgan"
 
     def __init__(self):

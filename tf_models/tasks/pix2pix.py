@@ -11,7 +11,7 @@ from tf_models import pix2pix
 from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import config as config_lib
 from tf_models.core import export as export_lib
-from tf_models.core import runs
+from tf_models.core import runner, runs
 
 option = config_lib.option
 
@@ -42,7 +42,7 @@ PRESETS = {
 }
 
 
-class Pix2PixTask:
+class Pix2PixTask(runner.Task):
     name = "pix2pix"
 
     def __init__(self):
@@ -77,9 +77,6 @@ class Pix2PixTask:
         for optimizer, rate in self.learning_rates(model, config):
             optimizer.learning_rate = rate
         return model
-
-    def checkpoint_items(self, model):
-        return {}
 
     def learning_rates(self, model, config):
         return [(model.generator_optimizer, config.learning_rate), (model.discriminator_optimizer, config.learning_rate)]

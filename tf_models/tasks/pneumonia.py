@@ -14,7 +14,7 @@ from pipelines import classification
 from tf_models import pneumonia
 from tf_models.core import config as config_lib
 from tf_models.core import export as export_lib
-from tf_models.core import runs
+from tf_models.core import runner, runs
 
 option = config_lib.option
 
@@ -77,14 +77,11 @@ def build_data(config):
     )
 
 
-class PneumoniaTask:
+class PneumoniaTask(runner.Task):
     name = "pneumonia"
 
     def __init__(self):
         self.data = None
-
-    def resolve(self, config):
-        return config
 
     def build_data(self, config):
         self.data = build_data(config)
@@ -102,12 +99,6 @@ class PneumoniaTask:
         # Built here, in the strategy scope: built lazily inside the first replicated step it fails.
         model.optimizer.build(model.trainable_variables)
         return model
-
-    def checkpoint_items(self, model):
-        return {}
-
-    def learning_rates(self, model, config):
-        return [(model.optimizer, config.learning_rate)]
 
     def callbacks(self, model, paths, config):
         if self.data is not None:

@@ -23,7 +23,7 @@ from tf_models import unet
 from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import config as config_lib
 from tf_models.core import export as export_lib
-from tf_models.core import figures, runs
+from tf_models.core import figures, runner, runs
 
 option = config_lib.option
 
@@ -145,7 +145,7 @@ def best_validation_dice(history_path):
     return max(values, default=None)
 
 
-class UNetTask:
+class UNetTask(runner.Task):
     name = "unet"
 
     def __init__(self):
@@ -187,12 +187,6 @@ class UNetTask:
         )
         model.optimizer.build(model.trainable_variables)
         return model
-
-    def checkpoint_items(self, model):
-        return {}
-
-    def learning_rates(self, model, config):
-        return [(model.optimizer, config.learning_rate)]
 
     def sample_batch(self, count):
         """(images float [0, 1], masks) of the first validation examples (training ones without a split)."""
