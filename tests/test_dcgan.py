@@ -80,3 +80,39 @@ def test_fit_on_real_mnist_lowers_the_discriminator_loss():
     assert losses[-1] < losses[0] - 0.2, losses
     assert history["real_score"][-1] > history["real_score"][0]
     assert set(history) >= {"generator_loss", "discriminator_loss", "real_score", "fake_score"}
+
+
+def test_tutorial_architecture_is_the_published_one():
+    model = compiled_gan(architecture="tutorial", latent_dim=100)
+    dense = [layer for layer in model.generator.layers if isinstance(layer, keras.layers.Dense)]
+    assert [layer.units for layer in dense] == [7 * 7 * 256]
+    transposed = [layer for layer in model.generator.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
+    assert [(layer.filters, layer.kernel_size, layer.strides) for layer in transposed] == [
+        (128, (5, 5), (1, 1)), (64, (5, 5), (2, 2)), (1, (5, 5), (2, 2))]
+    dropouts = [layer.rate for layer in model.discriminator.layers if isinstance(layer, keras.layers.Dropout)]
+    assert dropouts == [0.3, 0.3]
+    assert model.generate(2).shape == (2, 28, 28, 1)
+    clone = dcgan.DCGAN.from_config(model.get_config())
+    assert clone.architecture == "tutorial"
+    assert clone.generator.count_params() == model.generator.count_params()
+
+
+def test_tutorial_architecture_refuses_other_sizes_and_unknown_names():
+    with pytest.raises(ValueError, match="28x28x1"):
+        dcgan.DCGAN(image_size=32, channels=3, architecture="tutorial")
+    with pytest.raises(ValueError, match="resnet"):
+        dcgan.DCGAN(architecture="resnet")
+
+
+def test_tutorial_train_step_updates_both_networks():
+    from tf_models import tutorial_dcgan
+
+    generator = tutorial_dcgan.build_generator(latent_dim=16)
+    discriminator = tutorial_dcgan.build_discriminator()
+    step = tutorial_dcgan.make_train_step(
+        generator, discriminator, keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4), latent_dim=16)
+    before = [generator.trainable_weights[0].numpy().copy(), discriminator.trainable_weights[0].numpy().copy()]
+    generator_loss, discriminator_loss = step(tf.random.uniform((8, 28, 28, 1), -1, 1, seed=0))
+    assert np.isfinite(float(generator_loss)) and np.isfinite(float(discriminator_loss))
+    after = [generator.trainable_weights[0].numpy(), discriminator.trainable_weights[0].numpy()]
+    assert all(not np.array_equal(b, a) for b, a in zip(before, after))

@@ -18,9 +18,11 @@ import math
 import keras
 import tensorflow as tf
 
+from tf_models import tutorial_dcgan
 from tf_models.core import adversarial, precision, strategy
 
 SUPPORTED_IMAGE_SIZES = (28, 32, 64)
+ARCHITECTURES = ("dcgan", "tutorial")
 
 
 def _base_size(image_size):
@@ -84,6 +86,22 @@ def build_discriminator(image_size=28, channels=1, filters=64, name="discriminat
     return keras.Model(inputs, outputs, name=name)
 
 
+def build_networks(architecture, image_size, channels, latent_dim, generator_filters, discriminator_filters):
+    """(generator, discriminator) of `architecture`: `dcgan` (above) or `tutorial` (TF tutorial, 28x28x1)."""
+    if architecture == "dcgan":
+        return (
+            build_generator(image_size, channels, latent_dim, generator_filters),
+            build_discriminator(image_size, channels, discriminator_filters),
+        )
+    if architecture == "tutorial":
+        if (image_size, channels) != (tutorial_dcgan.IMAGE_SIZE, 1):
+            raise ValueError(
+                f"The tutorial architecture makes 28x28x1 images, not {image_size}x{image_size}x{channels}."
+            )
+        return tutorial_dcgan.build_generator(latent_dim), tutorial_dcgan.build_discriminator()
+    raise ValueError(f"Unknown DCGAN architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}.")
+
+
 def _binary_cross_entropy(target, logits):
     target = tf.fill(tf.shape(logits), tf.cast(target, logits.dtype))
     return tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits)
@@ -101,6 +119,9 @@ class DCGAN(adversarial.AdversarialModel):
         discriminator_filters: filters of the discriminator's first layer (ndf).
         real_label: target for real images (0.9 gives one-sided label smoothing).
         seed: seed of the latent noise drawn in `train_step`.
+        architecture: `dcgan` (the builders above) or `tutorial` (the TF
+            tutorial's networks, `tf_models.tutorial_dcgan`; the filter counts
+            are then the tutorial's own).
 
     Example:
 
@@ -124,6 +145,7 @@ class DCGAN(adversarial.AdversarialModel):
         discriminator_filters=64,
         real_label=1.0,
         seed=None,
+        architecture="dcgan",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -134,8 +156,10 @@ class DCGAN(adversarial.AdversarialModel):
         self.discriminator_filters = discriminator_filters
         self.real_label = real_label
         self.seed = seed
-        self.generator = build_generator(image_size, channels, latent_dim, generator_filters)
-        self.discriminator = build_discriminator(image_size, channels, discriminator_filters)
+        self.architecture = architecture
+        self.generator, self.discriminator = build_networks(
+            architecture, image_size, channels, latent_dim, generator_filters, discriminator_filters
+        )
         self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
         self.generator_loss_tracker = keras.metrics.Mean(name="generator_loss")
         self.discriminator_loss_tracker = keras.metrics.Mean(name="discriminator_loss")
@@ -153,6 +177,7 @@ class DCGAN(adversarial.AdversarialModel):
             discriminator_filters=self.discriminator_filters,
             real_label=self.real_label,
             seed=self.seed,
+            architecture=self.architecture,
         )
         return config
 

@@ -26,6 +26,7 @@ class DCGANConfig(config_lib.TrainConfig):
     discriminator_learning_rate: float = option(0.0, "discriminator learning rate; 0 uses --learning-rate")
     beta_1: float = option(0.5, "Adam beta_1 of both optimizers")
     real_label: float = option(1.0, "discriminator target for real images (0.9: one-sided label smoothing)")
+    architecture: str = option("dcgan", "dcgan (Radford et al.) or tutorial (the TF tutorial's 28x28 networks)")
     sample_count: int = option(64, "images in each per-epoch sample grid")
     evaluator: str = option("", "an evaluator run (saved_models/evaluator/NAME) to score samples during training")
     evaluate_every: int = option(1, "with --evaluator: score every N epochs (IS, FCD, KID... to TensorBoard)")
@@ -44,6 +45,10 @@ PRESETS = {
     "baseline": dict(_FASHION_64, epochs=10),
     "more_epochs": dict(_FASHION_64, epochs=20),
     "low_lr_d": dict(_FASHION_64, epochs=20, discriminator_learning_rate=1e-4),
+    # The TF tutorial's networks and optimizer settings (Adam(1e-4), default beta_1 0.9, batch 256), trained by
+    # the project's step; `tf_models.tutorial_dcgan.make_train_step` is the tutorial's own step.
+    "tutorial": dict(image_size=28, channels=1, architecture="tutorial", batch_size=256, learning_rate=1e-4,
+                     beta_1=0.9),
 }
 
 SERVING_OUTPUT = "images"
@@ -90,6 +95,7 @@ class DCGANTask(runner.Task):
             discriminator_filters=config.discriminator_filters,
             real_label=config.real_label,
             seed=config.seed,
+            architecture=config.architecture,
         )
         model.compile(
             generator_optimizer=keras.optimizers.Adam(beta_1=config.beta_1),
