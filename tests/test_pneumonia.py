@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import imageio.v3 as iio
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -94,13 +95,24 @@ def test_binary_metrics_match_sklearn():
     assert result["confusion_matrix"] == [[true_negative, false_positive], [false_negative, true_positive]]
 
 
-def test_threshold_policies():
+def test_threshold_policies_take_the_middle_of_the_best_interval():
+    labels = np.array([0, 0, 1, 1])
+    separable = np.array([0.1, 0.2, 0.8, 0.9])
+    for policy in ("youden", "accuracy"):
+        assert pneumonia.choose_threshold(labels, separable, policy) == pytest.approx(0.5)
+    close = np.array([0.1, 0.2, 0.3, 0.9])
+    middle_logit = (np.log(0.2 / 0.8) + np.log(0.3 / 0.7)) / 2
+    assert pneumonia.choose_threshold(labels, close, "youden") == pytest.approx(1 / (1 + np.exp(-middle_logit)))
+
+
+def test_threshold_ties_between_intervals_go_to_the_lower_one():
     labels = np.array([0, 0, 0, 1, 1, 1])
     probabilities = np.array([0.1, 0.2, 0.6, 0.5, 0.7, 0.9])
-    assert pneumonia.choose_threshold(labels, probabilities, "accuracy") == pytest.approx(0.5)
-    youden = pneumonia.choose_threshold(labels, probabilities, "youden")
-    false_positive_rate, true_positive_rate, thresholds = sklearn_metrics.roc_curve(labels, probabilities)
-    assert youden == pytest.approx(thresholds[np.argmax(true_positive_rate - false_positive_rate)])
+    for policy in ("youden", "accuracy"):
+        threshold = pneumonia.choose_threshold(labels, probabilities, policy)
+        assert threshold == pytest.approx(1 / 3)
+        result = pneumonia.binary_metrics(labels, probabilities, threshold)
+        assert result["accuracy"] == pytest.approx(5 / 6)
     with pytest.raises(ValueError, match="policy"):
         pneumonia.choose_threshold(labels, probabilities, "test")
 
@@ -216,3 +228,15 @@ def test_empty_and_unknown_class_folders_are_refused(tmp_path):
         path.unlink()
     with pytest.raises(ValueError, match="NORMAL"):
         classification.pneumonia_file_splits(root, 0.25)
+
+
+def test_per_image_standardization_ignores_exposure_and_round_trips(tmp_path):
+    model = pneumonia.build_pneumonia_cnn(32, filters=4, blocks=2, dense_units=0, normalization="per_image")
+    images = np.random.default_rng(0).uniform(40, 160, size=(2, 32, 32, 1)).astype("float32")
+    np.testing.assert_allclose(model(images * 1.5 + 20), model(images), atol=1e-4)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded(images), model(images), atol=1e-6)
+    with pytest.raises(ValueError, match="normalization"):
+        pneumonia.build_pneumonia_cnn(32, normalization="zscore")

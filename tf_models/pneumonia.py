@@ -16,6 +16,20 @@ import tensorflow as tf
 
 from tf_models.core import strategy
 
+NORMALIZATIONS = ("rescale", "per_image")
+
+
+@keras.saving.register_keras_serializable(package="tf_models")
+class PerImageStandardization(keras.layers.Layer):
+    """Each image to zero mean and unit variance (`tf.image.per_image_standardization`).
+
+    Exposure, film darkness and background level then carry no signal, so
+    the network must use the lung fields, not the scanner's grey-level habits.
+    """
+
+    def call(self, images):
+        return tf.image.per_image_standardization(tf.cast(images, self.compute_dtype))
+
 
 def build_pneumonia_cnn(
     image_size,
@@ -25,6 +39,7 @@ def build_pneumonia_cnn(
     dense_units=128,
     dropout=0.3,
     kernel_size=3,
+    normalization="rescale",
     name="pneumonia_cnn",
 ):
     """Conv/BN/ReLU/max-pool blocks, global average pooling, a dense head and one logit.
@@ -36,13 +51,20 @@ def build_pneumonia_cnn(
         blocks: number of conv blocks; the image is halved after each.
         dense_units: width of the hidden dense layer (0: none).
         dropout: dropout rate before the logit.
+        normalization: `rescale` (grey levels / 255) or `per_image` (each
+            image standardised to zero mean, unit variance).
     """
     if image_size < 2**blocks:
         raise ValueError(f"--image-size {image_size} is too small for {blocks} blocks (needs {2**blocks} or more).")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"--dropout must be in [0, 1), got {dropout}.")
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"Unknown normalization {normalization!r}; choose one of {', '.join(NORMALIZATIONS)}.")
     inputs = keras.Input((image_size, image_size, channels), name="images")
-    features = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    if normalization == "per_image":
+        features = PerImageStandardization(name="standardize")(inputs)
+    else:
+        features = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     for block in range(1, blocks + 1):
         width = filters * 2 ** (block - 1)
         features = keras.layers.Conv2D(
@@ -94,25 +116,38 @@ THRESHOLD_POLICIES = ("youden", "accuracy")
 def choose_threshold(labels, probabilities, policy="youden"):
     """The decision threshold on P(PNEUMONIA) that maximises the policy on these (validation) arrays.
 
-    `youden`: Youden's J = sensitivity + specificity - 1 over the ROC
-    curve's thresholds; `accuracy`: the accuracy over the distinct
-    probabilities. Ties go to the lowest threshold.
+    `youden`: Youden's J = sensitivity + specificity - 1; `accuracy`: the
+    accuracy. Every threshold between two neighbouring validation
+    probabilities gives the same decisions, so the best score holds on an
+    interval; the threshold returned is the middle of the best interval in
+    logit space, the one farthest from the validation examples on either side.
+    A threshold at the interval's edge would sit on a validation example and
+    turn any shift of the data into errors of one class only.
     """
-    from sklearn import metrics as sklearn_metrics
-
     labels, probabilities = np.asarray(labels).ravel(), np.asarray(probabilities, np.float64).ravel()
     if policy not in THRESHOLD_POLICIES:
         raise ValueError(f"Unknown threshold policy {policy!r}; choose one of {', '.join(THRESHOLD_POLICIES)}.")
     if len(np.unique(labels)) < 2:
         raise ValueError("Choosing a threshold needs both classes in the validation labels.")
+    edges = np.concatenate([[0.0], np.unique(probabilities), [1.0]])
+    candidates = (edges[:-1] + edges[1:]) / 2
+    scores = np.asarray([_threshold_score(labels, probabilities >= candidate, policy) for candidate in candidates])
+    best = np.flatnonzero(np.isclose(scores, scores.max()))
+    run_end = best[0]
+    while run_end + 1 in best:
+        run_end += 1
+    low, high = edges[best[0]], edges[run_end + 1]
+    epsilon = 1e-7
+    low_logit, high_logit = (np.log(np.clip(p, epsilon, 1 - epsilon) / (1 - np.clip(p, epsilon, 1 - epsilon)))
+                             for p in (low, high))
+    return float(1.0 / (1.0 + np.exp(-(low_logit + high_logit) / 2)))
+
+
+def _threshold_score(labels, predictions, policy):
+    positives, negatives = labels == 1, labels == 0
     if policy == "youden":
-        false_positive_rate, true_positive_rate, thresholds = sklearn_metrics.roc_curve(labels, probabilities)
-        scores, thresholds = true_positive_rate - false_positive_rate, np.minimum(thresholds, 1.0)
-    else:
-        thresholds = np.unique(probabilities)
-        scores = np.asarray([np.mean((probabilities >= t) == labels) for t in thresholds])
-    best = np.flatnonzero(scores == scores.max())
-    return float(thresholds[best].min())
+        return predictions[positives].mean() - predictions[negatives].mean()
+    return np.mean(predictions == positives)
 
 
 def binary_metrics(labels, probabilities, threshold=0.5):

@@ -33,6 +33,7 @@ class PneumoniaConfig(config_lib.TrainConfig):
     blocks: int = option(4, "number of conv/BN/ReLU/pool blocks")
     dense_units: int = option(128, "width of the dense head (0: none)")
     dropout: float = option(0.3, "dropout before the logit")
+    normalization: str = option("rescale", "rescale (grey levels / 255) or per_image (zero mean, unit variance)")
     validation_fraction: float = option(0.1, "share of train/ patients carved out for validation")
     augment: bool = option(True, "rotation, zoom, shift, brightness and contrast on training images")
     hflip: bool = option(False, "also flip horizontally (off: the heart is on the left)")
@@ -93,7 +94,7 @@ class PneumoniaTask(runner.Task):
     def build_model(self, config):
         model = pneumonia.build_pneumonia_cnn(
             config.image_size, filters=config.filters, blocks=config.blocks,
-            dense_units=config.dense_units, dropout=config.dropout,
+            dense_units=config.dense_units, dropout=config.dropout, normalization=config.normalization,
         )
         compile_model(model, config.learning_rate)
         # Built here, in the strategy scope: built lazily inside the first replicated step it fails.
