@@ -1,4 +1,4 @@
-"""Train several DCGAN presets on the same data, score each with one evaluator, compare them.
+r"""Train several DCGAN presets on the same data, score each with one evaluator, compare them.
 
 Examples:
   python scripts/run_experiments.py --data ../shared/datasets/fashion_mnist --evaluator fashion64 --name fashion64

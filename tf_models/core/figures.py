@@ -61,10 +61,12 @@ def plot_history(history, path, metrics=None, title=""):
     return save_figure(figure, path)
 
 
-def plot_image_rows(rows, column_titles, path, row_titles=None, cmap="gray", value_range=(0.0, 1.0)):
+def plot_image_rows(rows, column_titles, path, row_titles=None, cmap="gray", value_range=(0.0, 1.0),
+                    panel_inches=3.0):
     """A grid of images: one row per example, e.g. Input | Ground truth | Predicted."""
     count, columns = len(rows), len(column_titles)
-    figure, axes = plt.subplots(count, columns, figsize=(3.0 * columns, 3.0 * count), squeeze=False)
+    figure, axes = plt.subplots(count, columns, figsize=(panel_inches * columns, panel_inches * count),
+                                squeeze=False)
     for row_index, row in enumerate(rows):
         for column_index, image in enumerate(row):
             axis = axes[row_index, column_index]

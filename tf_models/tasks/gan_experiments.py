@@ -130,7 +130,8 @@ def samples_figure(trained, path, count=SAMPLE_COUNT, seed=0):
     for run in trained:
         latent = np.random.default_rng(seed).normal(size=(count, run.generator.input_shape[-1])).astype(np.float32)
         grids.append(callbacks_lib.tile_images(callbacks_lib.to_uint8(run.generator(latent, training=False))))
-    return figures.plot_image_rows([grids], [run.label for run in trained], path, value_range=(0, 255))
+    return figures.plot_image_rows([grids], [run.label for run in trained], path, value_range=(0, 255),
+                                   panel_inches=5.0)
 
 
 def losses_figure(trained, path):
