@@ -102,7 +102,7 @@ def score_runs(trained, evaluator, data, models_root, samples, batch_size, seed=
 
 def _score_cells(scores, real, num_classes):
     classes = int(round(scores["distinct_fraction"] * num_classes))
-    return [f"{scores['realism']:.3f}", f"{classes}/{num_classes}", f"{scores['class_entropy']:.3f}",
+    return [f"{scores['realism']:.3f}", f"{classes}/{num_classes}", f"{abs(scores['class_entropy']):.3f}",
             f"{scores['inception_score']:.3f}", f"{100 * scores['inception_score'] / real['inception_score']:.0f} %",
             f"{scores['fcd']:.3f}", f"{scores['kid']:.4f}"]
 
