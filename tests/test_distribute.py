@@ -59,16 +59,7 @@ def test_two_replicas_update_the_weights_like_one_replica_on_the_global_batch(tr
     assert result["max_metric_difference"] < TOLERANCE
 
 
-RESUME_CASES = [
-    pytest.param(trainer, marks=pytest.mark.xfail(
-        reason="Pix2Pix with instance norm and Adam under MirroredStrategy on logical CPUs: collective shape "
-               "mismatch between replicas (open; the one-step check with batch norm and SGD passes)"))
-    if trainer == "pix2pix" else trainer
-    for trainer in TRAINERS
-]
-
-
-@pytest.mark.parametrize("trainer", RESUME_CASES)
+@pytest.mark.parametrize("trainer", TRAINERS)
 def test_checkpoint_from_two_replicas_resumes_under_one(trainer, trainer_checks):
     result = trainer_checks(trainer)
     assert "resume_error" not in result, result.get("resume_error")

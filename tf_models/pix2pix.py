@@ -61,7 +61,7 @@ def build_generator(channels=1, filters=64, depth=8, norm="instance", dropout_bl
                                          use_bias=False)(x)
         x = _normalization(norm)(x)
         if depth - 2 - block < dropout_blocks:
-            x = keras.layers.Dropout(0.5)(x)
+            x = strategy.dropout(0.5)(x)
         x = keras.layers.ReLU()(x)
         x = keras.layers.Concatenate()([x, skips[block]])
     x = keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same", dtype="float32")(x)

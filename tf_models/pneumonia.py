@@ -76,7 +76,7 @@ def build_pneumonia_cnn(
     features = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     if dense_units:
         features = keras.layers.Dense(dense_units, activation="relu", name="dense")(features)
-    features = keras.layers.Dropout(dropout, name="dropout")(features)
+    features = strategy.dropout(dropout, name="dropout")(features)
     logits = keras.layers.Dense(1, dtype="float32", name="logit")(features)
     return keras.Model(inputs, logits, name=name)
 

@@ -12,10 +12,14 @@ The networks (28x28x1 only): the generator is Dense(7*7*256) -> BN -> LeakyReLU
 -> ConvTranspose 128 (5x5, stride 1) -> 64 (stride 2) -> 1 (stride 2, tanh);
 the discriminator is Conv 64 -> Conv 128 (5x5, stride 2, LeakyReLU, dropout
 0.3) -> Dense(1) logit. The recipe is Adam(1e-4) for both and batch 256.
+`TutorialGAN` wraps that step into a model for the shared runner
+(`train_dcgan.py --preset tutorial_step`).
 """
 
 import keras
 import tensorflow as tf
+
+from tf_models.core import adversarial
 
 IMAGE_SIZE = 28
 LEARNING_RATE = 1e-4
@@ -75,3 +79,54 @@ def make_train_step(generator, discriminator, generator_optimizer, discriminator
         return generator_loss, discriminator_loss
 
     return train_step
+
+
+@keras.saving.register_keras_serializable(package="tf_models")
+class TutorialGAN(adversarial.AdversarialModel):
+    """The tutorial's networks trained by the tutorial's own step, as a model the shared runner drives.
+
+    `train_step` calls `make_train_step` unchanged and only records its two
+    losses, so a run of the tutorial's recipe gets the runner's checkpoints,
+    logs, sample grids, time budget and export. The tutorial's step draws its
+    noise from TensorFlow's global generator and does not scale its losses by
+    the replica count or for float16: one device, float32 or bfloat16.
+
+    Example:
+
+    ```python
+    gan = TutorialGAN()
+    gan.compile(keras.optimizers.Adam(LEARNING_RATE), keras.optimizers.Adam(LEARNING_RATE))
+    gan.fit(images_in_minus_one_to_one.batch(BATCH_SIZE), epochs=50)
+    ```
+    """
+
+    def __init__(self, latent_dim=100, **kwargs):
+        super().__init__(**kwargs)
+        self.latent_dim = latent_dim
+        self.generator = build_generator(latent_dim)
+        self.discriminator = build_discriminator()
+        self.generator_loss_tracker = keras.metrics.Mean(name="generator_loss")
+        self.discriminator_loss_tracker = keras.metrics.Mean(name="discriminator_loss")
+        self.built = True
+
+    def get_config(self):
+        return {**super().get_config(), "latent_dim": self.latent_dim}
+
+    @property
+    def metrics(self):
+        return [self.generator_loss_tracker, self.discriminator_loss_tracker]
+
+    def compile(self, generator_optimizer, discriminator_optimizer, **kwargs):
+        super().compile(generator_optimizer, discriminator_optimizer, **kwargs)
+        self.tutorial_step = make_train_step(self.generator, self.discriminator, self.generator_optimizer,
+                                             self.discriminator_optimizer, self.latent_dim)
+
+    def call(self, latent, training=False):
+        return self.generator(latent, training=training)
+
+    def train_step(self, data):
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        generator_loss, discriminator_loss = self.tutorial_step(images)
+        self.generator_loss_tracker.update_state(generator_loss)
+        self.discriminator_loss_tracker.update_state(discriminator_loss)
+        return {metric.name: metric.result() for metric in self.metrics}

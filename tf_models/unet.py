@@ -81,7 +81,7 @@ def build_unet(image_shape=(160, 240, 3), depth=4, base_filters=64, batch_norm=T
         x = keras.layers.MaxPooling2D(2, name=f"down{level}_pool")(x)
     x = _double_convolution(x, base_filters * 2**depth, batch_norm, "bottleneck")
     if dropout:
-        x = keras.layers.Dropout(dropout, name="bottleneck_dropout")(x)
+        x = strategy.dropout(dropout, name="bottleneck_dropout")(x)
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
         x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"up{level}_upconv")(x)

@@ -1,7 +1,9 @@
 """Callbacks shared by the tasks: sample grids, the evolution GIF, standard logs."""
 
 import io
+import json
 import pathlib
+import time
 
 import imageio.v3 as iio
 import keras
@@ -99,6 +101,52 @@ class SampleGrid(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._write(epoch + 1)
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Adds up a run's training time and steps over all its invocations, in `training_time.json`.
+
+    The time runs from the start of training to its end (a step's first call,
+    which compiles it, and the other callbacks included; data preparation and
+    export not), and is written at every epoch's end and at the end of
+    training, so a run killed in the middle keeps what it had recorded at its
+    last epoch end. The runner puts it first among the callbacks, so that it
+    also counts at least the time `--time-budget-minutes` allows.
+    """
+
+    FILE_NAME = "training_time.json"
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = pathlib.Path(path)
+        self.start = None
+        self.recorded = {"seconds": 0.0, "steps": 0}
+        self.steps = 0
+
+    @staticmethod
+    def read(path):
+        """{"seconds": float, "steps": int} recorded so far (zeros for a new run)."""
+        path = pathlib.Path(path)
+        return json.loads(path.read_text()) if path.is_file() else {"seconds": 0.0, "steps": 0}
+
+    def _write(self):
+        total = {"seconds": self.recorded["seconds"] + time.monotonic() - self.start,
+                 "steps": self.recorded["steps"] + self.steps}
+        runs.write_json(self.path, total)
+
+    def on_train_begin(self, logs=None):
+        self.recorded = self.read(self.path)
+        self.steps = 0
+        self.start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._write()
+
+    def on_train_end(self, logs=None):
+        self._write()
 
 
 def standard_callbacks(paths):

@@ -61,10 +61,12 @@ def plot_history(history, path, metrics=None, title=""):
     return save_figure(figure, path)
 
 
-def plot_image_rows(rows, column_titles, path, row_titles=None, cmap="gray", value_range=(0.0, 1.0)):
+def plot_image_rows(rows, column_titles, path, row_titles=None, cmap="gray", value_range=(0.0, 1.0),
+                    panel_inches=3.0):
     """A grid of images: one row per example, e.g. Input | Ground truth | Predicted."""
     count, columns = len(rows), len(column_titles)
-    figure, axes = plt.subplots(count, columns, figsize=(3.0 * columns, 3.0 * count), squeeze=False)
+    figure, axes = plt.subplots(count, columns, figsize=(panel_inches * columns, panel_inches * count),
+                                squeeze=False)
     for row_index, row in enumerate(rows):
         for column_index, image in enumerate(row):
             axis = axes[row_index, column_index]
@@ -77,4 +79,20 @@ def plot_image_rows(rows, column_titles, path, row_titles=None, cmap="gray", val
                 axis.set_title(column_titles[column_index])
         if row_titles:
             axes[row_index, 0].set_ylabel(row_titles[row_index], fontsize=8)
+    return save_figure(figure, path)
+
+
+def plot_runs(histories, metrics, path, title=""):
+    """One panel per metric, one curve per run: `histories` is {run label: read_history(...)}."""
+    figure, axes = plt.subplots(1, len(metrics), figsize=(4.8 * len(metrics), 3.4), squeeze=False)
+    for axis, name in zip(axes.flat, metrics):
+        for label, history in histories.items():
+            if name in history:
+                axis.plot(np.arange(1, len(history[name]) + 1), history[name], marker="o", markersize=3, label=label)
+        axis.set_title(name)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    if title:
+        figure.suptitle(title)
     return save_figure(figure, path)

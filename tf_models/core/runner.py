@@ -156,14 +156,16 @@ def _train(task, config, strategy, chief, paths, checkpoint_dir, verbose):
     if restored and verbose:
         state = keeper.state.as_dict()
         print(f"Resuming {paths.run_name} from {restored} (epoch {state['epoch']}, step {state['step']}).")
-    # Task callbacks run first, so the scores they add to the logs reach history.csv and TensorBoard.
+    # The clock first, so that it times the other callbacks too; task callbacks before the standard ones,
+    # so the scores they add to the logs reach history.csv and TensorBoard.
+    clock = callbacks_lib.TrainingClock(paths.log_dir / callbacks_lib.TrainingClock.FILE_NAME)
     history = loop.train(
         model,
         data.make_dataset,
         epochs=config.epochs,
         steps_per_epoch=steps_per_epoch(config, data.num_examples),
         keeper=keeper,
-        callbacks=task.callbacks(model, paths, config) + callbacks_lib.standard_callbacks(paths),
+        callbacks=[clock] + task.callbacks(model, paths, config) + callbacks_lib.standard_callbacks(paths),
         validation_dataset=getattr(data, "validation_dataset", None),
         save_every_steps=config.save_every_steps,
         jit_compile=config.jit_compile,

@@ -1,5 +1,6 @@
 """Distribution strategies by name: default, mirrored, multiworker, tpu."""
 
+import functools
 import json
 import os
 
@@ -16,7 +17,15 @@ def _local_devices():
 
 
 def get_strategy(name="default", tpu_address=None):
-    """Returns a `tf.distribute.Strategy`.
+    """Returns a `tf.distribute.Strategy`, the same object for the same arguments in one process.
+
+    One process may train several runs (experiment lists, tests, the app).
+    Each new `MirroredStrategy` numbers its collective all-reduces from the
+    same keys, and TensorFlow keeps the shapes it saw under a key for the
+    process's lifetime, so a second strategy training another model fails
+    with "Shape mismatch in the collective instance". Reusing one strategy
+    keeps the keys unique (it is also what `MultiWorkerMirroredStrategy` and
+    TPU initialisation need: both may be set up only once per process).
 
     Args:
         name: `default` (one device), `mirrored` (all local GPUs, or the local
@@ -26,6 +35,11 @@ def get_strategy(name="default", tpu_address=None):
     """
     if name == "default":
         return tf.distribute.get_strategy()
+    return _create_strategy(name, tpu_address or "")
+
+
+@functools.cache
+def _create_strategy(name, tpu_address):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(_local_devices())
     if name == "multiworker":
@@ -36,7 +50,7 @@ def get_strategy(name="default", tpu_address=None):
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
@@ -86,3 +100,33 @@ def batch_normalization(**kwargs):
     all-reduces are identities.
     """
     return keras.layers.BatchNormalization(synchronized=True, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="tf_models")
+class ReplicaDropout(keras.layers.Dropout):
+    """`keras.layers.Dropout` whose mask is one draw for the global batch.
+
+    Keras' `Dropout` draws its mask from a seed state the replicas share, so
+    under N replicas every replica would drop the same units of its own rows,
+    a mask one replica never draws. Here, as for the GAN noise, every replica
+    draws the mask of the global batch and keeps its rows (`replica_rows`),
+    so N replicas drop exactly the units one replica drops on the whole batch.
+    Inference (`training=False`) is the identity, as in `Dropout`; with a
+    `noise_shape` it is `Dropout` itself.
+    """
+
+    def call(self, inputs, training=False):
+        if not training or self.rate <= 0:
+            return inputs
+        if self.noise_shape is not None:
+            return super().call(inputs, training=training)
+        local_batch_size = tf.shape(inputs)[0]
+        global_shape = tf.concat([[local_batch_size * num_replicas()], tf.shape(inputs)[1:]], axis=0)
+        uniform = keras.random.uniform(global_shape, seed=self.seed_generator)
+        keep = replica_rows(uniform, local_batch_size) >= self.rate
+        return tf.where(keep, inputs / tf.cast(1.0 - self.rate, inputs.dtype), tf.zeros_like(inputs))
+
+
+def dropout(rate, **kwargs):
+    """Dropout with the same mask for the global batch whatever the replica count (`ReplicaDropout`)."""
+    return ReplicaDropout(rate, **kwargs)

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import gan as gan_pipeline
-from tf_models import dcgan
+from tf_models import dcgan, tutorial_dcgan
 from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import config as config_lib
 from tf_models.core import export as export_lib
@@ -27,6 +27,8 @@ class DCGANConfig(config_lib.TrainConfig):
     beta_1: float = option(0.5, "Adam beta_1 of both optimizers")
     real_label: float = option(1.0, "discriminator target for real images (0.9: one-sided label smoothing)")
     architecture: str = option("dcgan", "dcgan (Radford et al.) or tutorial (the TF tutorial's 28x28 networks)")
+    train_step: str = option("dcgan", "dcgan (the project's step) or tutorial (the TF tutorial's own step; "
+                                      "tutorial networks, one device, no float16)")
     sample_count: int = option(64, "images in each per-epoch sample grid")
     evaluator: str = option("", "an evaluator run (saved_models/evaluator/NAME) to score samples during training")
     evaluate_every: int = option(1, "with --evaluator: score every N epochs (IS, FCD, KID... to TensorBoard)")
@@ -50,6 +52,9 @@ PRESETS = {
     "tutorial": dict(image_size=28, channels=1, architecture="tutorial", batch_size=256, learning_rate=1e-4,
                      beta_1=0.9),
 }
+# The tutorial's recipe as published: its networks, optimizers and batch, trained by its own step.
+PRESETS["tutorial_step"] = dict(PRESETS["tutorial"], train_step="tutorial")
+TRAIN_STEPS = ("dcgan", "tutorial")
 
 SERVING_OUTPUT = "images"
 
@@ -62,6 +67,20 @@ def _native_shape(data, tfds_data_dir):
     return image.shape[0], split.channels
 
 
+def _check_train_step(config):
+    if config.train_step not in TRAIN_STEPS:
+        raise ValueError(f"Unknown --train-step {config.train_step!r}; choose one of {', '.join(TRAIN_STEPS)}.")
+    if config.train_step != "tutorial":
+        return
+    if config.architecture != "tutorial":
+        raise ValueError("--train-step tutorial trains the tutorial's networks: add --architecture tutorial "
+                         "(or use --preset tutorial_step).")
+    if config.strategy != "default" or config.precision == "mixed_float16":
+        raise ValueError("--train-step tutorial runs the tutorial's step as published: one device "
+                         f"(--strategy default, not {config.strategy!r}) and no loss scaling "
+                         f"(--precision float32 or mixed_bfloat16, not {config.precision!r}).")
+
+
 class DCGANTask(runner.Task):
     name = "dcgan"
 
@@ -69,7 +88,8 @@ class DCGANTask(runner.Task):
         self.fixed_noise = None
 
     def resolve(self, config):
-        """Fills image_size and channels from the data when they are 0."""
+        """Checks the train step's needs; fills image_size and channels from the data when they are 0."""
+        _check_train_step(config)
         if config.image_size and config.channels:
             return config
         native_size, native_channels = _native_shape(config.data, config.tfds_data_dir)
@@ -87,6 +107,13 @@ class DCGANTask(runner.Task):
         )
 
     def build_model(self, config):
+        if config.train_step == "tutorial":
+            if (config.image_size, config.channels) != (tutorial_dcgan.IMAGE_SIZE, 1):
+                raise ValueError(f"--train-step tutorial makes 28x28x1 images, not "
+                                 f"{config.image_size}x{config.image_size}x{config.channels}.")
+            model = tutorial_dcgan.TutorialGAN(latent_dim=config.latent_dim)
+            model.compile(keras.optimizers.Adam(beta_1=config.beta_1), keras.optimizers.Adam(beta_1=config.beta_1))
+            return self._finish_model(model, config)
         model = dcgan.DCGAN(
             image_size=config.image_size,
             channels=config.channels,
@@ -101,6 +128,9 @@ class DCGANTask(runner.Task):
             generator_optimizer=keras.optimizers.Adam(beta_1=config.beta_1),
             discriminator_optimizer=keras.optimizers.Adam(beta_1=config.beta_1),
         )
+        return self._finish_model(model, config)
+
+    def _finish_model(self, model, config):
         for optimizer, rate in self.learning_rates(model, config):
             optimizer.learning_rate = rate
         noise = tf.random.stateless_normal((config.sample_count, config.latent_dim), seed=(config.seed, 7))

@@ -1,0 +1,51 @@
+"""The project's MNIST recipe against the TF tutorial's, trained for the same wall-clock budget.
+
+Examples:
+  python scripts/compare_recipes.py --data ../shared/datasets/mnist --evaluator mnist28 --minutes 10
+  python scripts/compare_recipes.py --data digits --evaluator digits28 --minutes 1 --name digits-1min
+
+(a) project: DCGAN preset `mnist` (the default DCGAN networks, Adam(2e-4, 0.5),
+batch 128). (b) tutorial: preset `tutorial_step`, the tutorial's networks
+trained by its own step (tf_models.tutorial_dcgan.make_train_step, Adam(1e-4),
+batch 256). Both read the same pipeline (pipelines/gan.py) and run through the
+same runner with --time-budget-minutes, as runs <name>-project and
+<name>-tutorial; running the command again trains each only for what is left
+of its budget. Then both are scored with the same evaluator (trained for the
+same data at 28x28: scripts/train_evaluator.py). Any train_dcgan.py flag after
+these overrides both recipes (e.g. --no-export).
+
+Writes logs/experiments/<name>/: comparison.md and comparison.json (IS proxy
+and its % of the real ceiling, FCD, KID, realism, classes produced, steps,
+images/s), samples.png and losses.png.
+"""
+
+import argparse
+import sys
+
+from tf_models.core import config as config_lib
+from tf_models.core import runner
+from tf_models.tasks import dcgan as dcgan_task
+from tf_models.tasks import gan_experiments
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, required=True, help="training time of each recipe")
+    parser.add_argument("--name", default="", help="comparison folder logs/experiments/NAME (default: "
+                                                    "recipes-<minutes>min); runs NAME-project, NAME-tutorial")
+    parser.add_argument("--evaluator", required=True, help="an evaluator run under saved_models/evaluator/")
+    parser.add_argument("--samples", type=int, default=5000, help="generated images per recipe (capped at half "
+                                                                     "the real test set)")
+    parser.add_argument("--evaluation-batch-size", type=int, default=500)
+    args, dcgan_argv = parser.parse_known_args(argv)
+    overrides = vars(config_lib.build_parser(dcgan_task.DCGANConfig, "DCGAN flags for both recipes")
+                     .parse_args(dcgan_argv))
+    name = args.name or f"recipes-{args.minutes:g}min"
+    runner.print_written(gan_experiments.compare_recipes(args.minutes, name, overrides, args.evaluator,
+                                                         args.samples, args.evaluation_batch_size))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

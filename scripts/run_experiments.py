@@ -1,0 +1,49 @@
+r"""Train several DCGAN presets on the same data, score each with one evaluator, compare them.
+
+Examples:
+  python scripts/run_experiments.py --data ../shared/datasets/fashion_mnist --evaluator fashion64 --name fashion64
+  python scripts/run_experiments.py --data ../shared/datasets/fashion_mnist --evaluator fashion64 --name quick \
+      --epochs 2 --steps-per-epoch 20
+  python scripts/run_experiments.py --data digits --evaluator digits28 --image-size 28 --presets demo tutorial
+
+Each preset (default: baseline more_epochs low_lr_d, the Fashion-MNIST 64x64
+experiments) trains as the DCGAN run <name>-<preset> through the same runner
+as train_dcgan.py, so running the command again resumes the runs. Any
+train_dcgan.py flag after these (--epochs, --steps-per-epoch, --image-size,
+--no-export...) overrides every preset. The evaluator must be trained for the
+same data and image size (scripts/train_evaluator.py).
+
+Writes logs/experiments/<name>/: comparison.md and comparison.json (every
+score per preset and for real held-out images, steps, training time),
+samples.png (one grid per preset) and losses.png (loss curves per preset).
+"""
+
+import argparse
+import sys
+
+from tf_models.core import config as config_lib
+from tf_models.core import runner
+from tf_models.tasks import dcgan as dcgan_task
+from tf_models.tasks import gan_experiments
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=list(gan_experiments.DEFAULT_PRESETS),
+                        help=f"DCGAN presets to train, one of {', '.join(dcgan_task.PRESETS)}")
+    parser.add_argument("--name", default="presets", help="comparison folder logs/experiments/NAME; runs NAME-PRESET")
+    parser.add_argument("--evaluator", required=True, help="an evaluator run under saved_models/evaluator/")
+    parser.add_argument("--samples", type=int, default=5000, help="generated images per preset (capped at half "
+                                                                     "the real test set)")
+    parser.add_argument("--evaluation-batch-size", type=int, default=500)
+    args, dcgan_argv = parser.parse_known_args(argv)
+    overrides = vars(config_lib.build_parser(dcgan_task.DCGANConfig, "DCGAN flags for every preset")
+                     .parse_args(dcgan_argv))
+    runner.print_written(gan_experiments.run_presets(args.presets, args.name, overrides, args.evaluator,
+                                                     args.samples, args.evaluation_batch_size))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
