@@ -19,6 +19,8 @@ import time
 import keras
 import tensorflow as tf
 
+from tf_models.core import faults
+
 
 class NonFiniteLossError(RuntimeError):
     """Raised when a training metric becomes NaN or infinite."""
@@ -159,7 +161,8 @@ def train(
             callback_list.on_epoch_begin(epoch)
             for batch in range(first_batch, steps_per_epoch):
                 callback_list.on_train_batch_begin(batch)
-                logs = _to_floats(_global_logs(model, train_function(iterator), strategy))
+                with faults.region("train_step"):
+                    logs = _to_floats(_global_logs(model, train_function(iterator), strategy))
                 _check_finite(logs, int(state.step.numpy()), keeper)
                 callback_list.on_train_batch_end(batch, logs)
                 if save_every_steps and int(state.step.numpy()) % save_every_steps == 0:
