@@ -68,6 +68,7 @@ def test_every_trainer_resumes_after_kills_with_nothing_corrupted(tmp_path):
         assert result["max_steps_repeated"] <= result["save_interval"], summary
         assert result["corrupted_files"] == [], summary
         assert result["completed"] and set(result["final_artifacts"].values()) == {"ok"}, summary
+        assert result["history_complete"], summary
         assert all(event["counters_consistent"] for event in result["events"]), summary
         assert result["passed"], summary
     assert report["trainers"]["pneumonia"]["events"][0]["saved_on_signal"]

@@ -372,6 +372,8 @@ def run_trainer(trainer, kills, work_dir, seed=0, epochs=None, fault_kinds=None,
     final = report["events"][-1]
     report["completed"] = final["returncode"] == 0 and final["checkpoint_step"] == total_steps
     report["final_artifacts"] = _load_final_artifacts(paths)
+    report["history_epochs"] = _history_epochs(paths.log_dir / "history.csv")
+    report["history_complete"] = report["history_epochs"] == list(range(epochs))
     report["passed"] = _passed(report)
     return report
 
@@ -392,6 +394,14 @@ def _check_resume(start, expected):
     return {"resume_checked": True, "resume_ok": ok, "resumed_from_step": int(match.group(3))}
 
 
+def _history_epochs(path):
+    """The epochs with a row in history.csv: every epoch of the run must have exactly one."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as file:
+        return [int(row["epoch"]) for row in csv.DictReader(file)]
+
+
 def _load_final_artifacts(paths):
     results = {}
     serving = sorted((p for p in paths.serving_dir.glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
@@ -408,7 +418,7 @@ def _load_final_artifacts(paths):
 
 def _passed(report):
     signal_events = [event for event in report["events"] if "saved_on_signal" in event]
-    return (report["completed"] and not report["corrupted_files"]
+    return (report["completed"] and report["history_complete"] and not report["corrupted_files"]
             and report["resumes_succeeded"] == report["resumes_checked"]
             and report["max_steps_repeated"] <= report["save_interval"]
             and all(event["counters_consistent"] for event in report["events"])

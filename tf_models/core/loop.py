@@ -131,6 +131,10 @@ def train(
         time_budget_seconds: stop after this much training time (0: no limit);
             the epoch in progress is then validated and checkpointed, and a
             later run with the same name carries on from there.
+    The epoch's callbacks (history row, sample grid, best model) run before
+    its checkpoint is saved: a crash between the two runs the end of the
+    epoch again on resume, instead of losing what those callbacks write.
+
     Returns:
         The `keras.callbacks.History` of this invocation.
     """
@@ -177,10 +181,10 @@ def train(
                     model, validation_dataset, validation_steps, strategy, jit_compile
                 )
                 epoch_logs.update({f"val_{name}": value for name, value in validation_logs.items()})
+            callback_list.on_epoch_end(epoch, epoch_logs)
             state.epoch.assign(epoch + 1)
             state.step_in_epoch.assign(0)
             keeper.save()
-            callback_list.on_epoch_end(epoch, epoch_logs)
             logs = epoch_logs
             if model.stop_training:
                 break
