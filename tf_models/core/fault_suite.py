@@ -27,6 +27,7 @@ import os
 import pathlib
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,19 +87,26 @@ def default_trainers(datasets):
     }
 
 
-def _copy_files(sources, target):
-    import shutil
-
+def _copy_files(files, target):
     target.mkdir(parents=True, exist_ok=True)
-    for source in sources:
+    for source in files:
         shutil.copyfile(source, target / source.name)
 
 
-def make_subsets(datasets_root, target):
-    """Small copies of real data folders (a few files each), so that each start loads in seconds.
+def _copy_idx_head(source, target, count):
+    """The first `count` records of an idx file (MNIST), header rewritten, uncompressed."""
+    from pipelines import sources
 
-    Returns the data folder per task; `dcgan` reads the MNIST idx files in place.
-    """
+    records = sources.read_idx(source)[:count]
+    magic = 2051 if records.ndim == 3 else 2049
+    header = b"".join(value.to_bytes(4, "big") for value in (magic, *records.shape))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(header + records.tobytes())
+
+
+def make_subsets(datasets_root, target):
+    """Small copies of real data folders (a few files, or the first 512 MNIST digits), so that each
+    start loads in seconds. Returns the data folder per task."""
     datasets_root, target = pathlib.Path(datasets_root), pathlib.Path(target)
     for name in ("mnist", "chest_xray", "mammography", "carvana"):
         if not (datasets_root / name).is_dir():
@@ -112,7 +120,11 @@ def make_subsets(datasets_root, target):
     _copy_files(images, target / "carvana" / "train")
     masks = [datasets_root / "carvana" / "train_masks" / f"{image.stem}_mask.gif" for image in images]
     _copy_files(masks, target / "carvana" / "train_masks")
-    return {"dcgan": datasets_root / "mnist", "pneumonia": target / "chest_xray",
+    from pipelines import sources
+
+    for stem in sources.IDX_FILES["train"]:
+        _copy_idx_head(datasets_root / "mnist" / f"{stem}.gz", target / "mnist" / stem, 512)
+    return {"dcgan": target / "mnist", "pneumonia": target / "chest_xray",
             "pix2pix": target / "mammography", "unet": target / "carvana"}
 
 
