@@ -249,6 +249,15 @@ class Start:
     stderr: str
     steps_done: int
     delivered: bool
+    kill_moment: str = ""
+
+
+def _kill_moment(log_path):
+    """'inside' (the timer fired mid-region) or 'at_end' (the region's last instruction), from the hook's log."""
+    if not log_path.is_file():
+        return ""
+    kills = [line.split()[-1] for line in log_path.read_text().splitlines() if line.startswith("kill ")]
+    return kills[-1] if kills else ""
 
 
 def _steps_done(log_path):
@@ -301,7 +310,7 @@ def start_trainer(trainer, arguments, work_dir, fault=None, rng=None, timeout=30
     if kind in faults.REGIONS:
         delivered = process.returncode == -signal.SIGKILL
     return Start(process.returncode, stdout_path.read_text(), stderr_path.read_text(), _steps_done(log_path),
-                 delivered)
+                 delivered, _kill_moment(log_path))
 
 
 def _inject_external(process, kind, number, log_path, rng, timeout):
@@ -357,7 +366,8 @@ def run_trainer(trainer, kills, work_dir, seed=0, epochs=None, fault_kinds=None,
         started = time.monotonic()
         start = start_trainer(trainer, arguments, work_dir, (kind, number) if kind else None, rng, timeout)
         event = {"fault": kind, "number": number, "returncode": start.returncode, "delivered": start.delivered,
-                 "seconds": round(time.monotonic() - started, 1), "steps_done": start.steps_done}
+                 "seconds": round(time.monotonic() - started, 1), "steps_done": start.steps_done,
+                 "kill_moment": start.kill_moment}
         event.update(_check_resume(start, expected))
         report["resumes_checked"] += event["resume_checked"]
         report["resumes_succeeded"] += event["resume_ok"]
@@ -453,5 +463,8 @@ def run_suite(trainers, kills, work_dir, seed=0, fault_kinds=None, timeout=300):
                           "temporaries_left_by_kills")}
     totals["corrupted_files"] = sum(len(report["corrupted_files"]) for report in reports.values())
     totals["max_steps_repeated"] = max((report["max_steps_repeated"] for report in reports.values()), default=0)
+    moments = [(event["fault"], event["kill_moment"]) for report in reports.values() for event in report["events"]
+               if event["kill_moment"]]
+    totals["region_kills"] = {f"{fault} {moment}": moments.count((fault, moment)) for fault, moment in sorted(set(moments))}
     totals["passed"] = all(report["passed"] for report in reports.values())
     return {"trainers": reports, "totals": totals}

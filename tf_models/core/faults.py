@@ -8,7 +8,8 @@ Without the environment variables below `region` only yields.
     TF_MODELS_FAULT=<region>:<N>   SIGKILL this process while it is inside the
                                    Nth occurrence of <region> (1-based)
     TF_MODELS_FAULT_LOG=<file>     append one line per region exit ("exit <region>"),
-                                   so the suite knows how much work was done
+                                   so the suite knows how much work was done, and
+                                   "kill <region> inside|at_end" before the kill
 
 The kill lands inside the region: a timer fires after a random part of the
 region's mean duration so far, and a region that ends first is killed at its
@@ -40,15 +41,16 @@ def parse_fault(text):
     return name, int(occurrence)
 
 
-def _kill():
+def _kill(name, moment):
+    _log(f"kill {name} {moment}")
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _log(name):
+def _log(line):
     path = os.environ.get(LOG_VARIABLE)
     if path:
         with open(path, "a") as file:
-            file.write(f"exit {name}\n")
+            file.write(f"{line}\n")
 
 
 @contextlib.contextmanager
@@ -64,12 +66,12 @@ def region(name):
     if name == target and _occurrences[name] == occurrence:
         previous = _durations.get(name, [])
         mean = sum(previous) / len(previous) if previous else 0.05
-        timer = threading.Timer(random.uniform(0.0, mean), _kill)
+        timer = threading.Timer(random.uniform(0.0, mean), _kill, args=(name, "inside"))
         timer.daemon = True
         timer.start()
     start = time.monotonic()
     yield
     if timer is not None:
-        _kill()
+        _kill(name, "at_end")
     _durations.setdefault(name, []).append(time.monotonic() - start)
-    _log(name)
+    _log(f"exit {name}")
