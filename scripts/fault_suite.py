@@ -1,7 +1,7 @@
 """Kill every trainer at random and at chosen moments, resume it, and report what was lost.
 
 Examples:
-  python scripts/fault_suite.py --kills 5 --output fault_report.json
+  python scripts/fault_suite.py --kills 6 --output fault_report.json
   python scripts/fault_suite.py --tasks dcgan,unet --kills 2 --work-dir /tmp/faults
 
 Each trainer runs tiny settings on small copies of ../shared/datasets (made
@@ -24,7 +24,8 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="../shared/datasets", help="the real data folders")
     parser.add_argument("--tasks", default="dcgan,pix2pix,unet,pneumonia", help="comma-separated trainers")
-    parser.add_argument("--kills", type=int, default=5, help="crashes per trainer (the last one during export)")
+    parser.add_argument("--kills", type=int, default=6,
+                        help="crashes per trainer, the last one during export (6: each kind of fault once)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault plan and kill moments")
     parser.add_argument("--work-dir", default="", help="where runs go (default: a new temporary folder)")
     parser.add_argument("--output", default="fault_report.json", help="the JSON report")
