@@ -131,6 +131,7 @@ def train(
         time_budget_seconds: stop after this much training time (0: no limit);
             the epoch in progress is then validated and checkpointed, and a
             later run with the same name carries on from there.
+
     The epoch's callbacks (history row, sample grid, best model) run before
     its checkpoint is saved: a crash between the two runs the end of the
     epoch again on resume, instead of losing what those callbacks write.
