@@ -62,7 +62,8 @@ def test_every_trainer_resumes_after_kills_with_nothing_corrupted(tmp_path):
     datasets = fault_suite.make_subsets(shared_dataset("mnist").parent, tmp_path / "data")
     kinds = {"dcgan": ["random", "checkpoint_save"], "pix2pix": ["train_step"], "unet": ["export"],
              "pneumonia": ["sigint"]}
-    report = fault_suite.run_suite(fault_suite.default_trainers(datasets), 1, tmp_path, fault_kinds=kinds)
+    trainers = fault_suite.default_trainers(datasets)
+    report = fault_suite.run_suite(trainers, 1, tmp_path, fault_kinds=kinds, timeout=120)
     summary = json.dumps(report, indent=1, default=str)[-4000:]
     for name, result in report["trainers"].items():
         assert result["kills_delivered"] == result["kills_tried"] == len(kinds[name]), summary
