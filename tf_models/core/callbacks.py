@@ -140,7 +140,8 @@ class HistoryCSV(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": str(epoch)}
-        row.update({key: repr(float(value)) if np.ndim(value) == 0 else str(value) for key, value in (logs or {}).items()})
+        row.update({key: repr(float(value)) if np.ndim(value) == 0 else str(value)
+                    for key, value in (logs or {}).items()})
         rows = [old for old in read_history_rows(self.path) if old.get("epoch") != row["epoch"]] + [row]
         rows.sort(key=lambda item: int(item["epoch"]))
         columns = ["epoch"] + sorted({key for item in rows for key in item} - {"epoch"})

@@ -465,6 +465,7 @@ def run_suite(trainers, kills, work_dir, seed=0, fault_kinds=None, timeout=300):
     totals["max_steps_repeated"] = max((report["max_steps_repeated"] for report in reports.values()), default=0)
     moments = [(event["fault"], event["kill_moment"]) for report in reports.values() for event in report["events"]
                if event["kill_moment"]]
-    totals["region_kills"] = {f"{fault} {moment}": moments.count((fault, moment)) for fault, moment in sorted(set(moments))}
+    totals["region_kills"] = {f"{fault} {moment}": moments.count((fault, moment))
+                              for fault, moment in sorted(set(moments))}
     totals["passed"] = all(report["passed"] for report in reports.values())
     return {"trainers": reports, "totals": totals}
