@@ -142,25 +142,10 @@ def class_weights(labels, num_classes=2):
     return {index: float(counts.sum() / (num_classes * count)) for index, count in enumerate(counts)}
 
 
-def readable_images(paths):
-    """(readable paths, [(path, reason)]) after a full decode of each file with PIL."""
-    from PIL import Image
-
-    readable, skipped = [], []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                image.load()
-            readable.append(path)
-        except Exception as error:  # PIL raises many types for broken files
-            skipped.append((str(path), f"{type(error).__name__}: {error}"))
-    return readable, skipped
-
-
 def list_pneumonia_split(root, split):
     """(paths, labels, skipped) of one Kaggle split; unreadable files are skipped and logged."""
     paths, labels, _ = sources.list_class_folder(root, split, class_names=PNEUMONIA_CLASSES, check=False)
-    readable, skipped = readable_images(paths)
+    readable, skipped = images.readable_images(paths)
     if skipped:
         images.logger.warning(
             "%s/%s: skipped %d unreadable file(s): %s",

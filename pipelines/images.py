@@ -73,6 +73,48 @@ def list_images(folder, check=True):
     return images
 
 
+def readable_images(paths):
+    """(readable paths, [(path, reason)]) after a full decode of each file with PIL."""
+    from PIL import Image
+
+    readable, skipped = [], []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.load()
+            readable.append(path)
+        except Exception as error:  # PIL raises many types for broken files
+            skipped.append((str(path), f"{type(error).__name__}: {error}"))
+    return readable, skipped
+
+
+def fill_cache(dataset, paths, description):
+    """Runs one pass over a cached `dataset` decoded from `paths`, so a bad file stops the run here.
+
+    A file whose header is fine but whose pixels are not (a truncated JPEG)
+    fails in TensorFlow's decoder, which does not say which file it was; the
+    files are then decoded one by one and a `ValueError` names the bad ones.
+    Returns `dataset` with its cache filled.
+    """
+    try:
+        dataset.reduce(0, lambda count, _: count + 1)
+    except tf.errors.OpError as error:
+        _, unreadable = readable_images(paths)
+        if not unreadable:
+            raise
+        raise ValueError(
+            f"{unreadable[0][0]}: cannot be decoded ({unreadable[0][1]}); {len(unreadable)} unreadable file(s) in "
+            f"{description}: {', '.join(pathlib.Path(path).name for path, _ in unreadable[:5])}. "
+            "Remove or replace them."
+        ) from error
+    return dataset
+
+
+def colour_channels(channels):
+    """1 for gray or gray + alpha, 3 for colour or colour + alpha: alpha is dropped on decoding."""
+    return 1 if channels in (1, 2) else 3
+
+
 def image_header(path):
     """(width, height, PIL mode) from the file header, without decoding the pixels."""
     from PIL import Image

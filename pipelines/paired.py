@@ -146,7 +146,7 @@ def _read_with_python(path):
 
 
 def load_grayscale_dataset(paths):
-    """Decoded images of `paths`, cached in memory; PGM files go through Python."""
+    """Decoded images of `paths`, cached in memory by one full pass; PGM files go through Python."""
     dataset = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
     if any(pathlib.Path(p).suffix.lower() == ".pgm" for p in paths):
 
@@ -157,7 +157,8 @@ def load_grayscale_dataset(paths):
 
     else:
         decode = decode_grayscale
-    return dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    cached = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    return images.fill_cache(cached, paths, "the paired images")
 
 
 def make_example(example, recipe, image_size, seed, training):

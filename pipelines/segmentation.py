@@ -10,7 +10,7 @@ Layouts (recognised from the folders present under the root):
   is its own group.
 
 Every pair is checked before a pipeline is built: both files exist, are valid
-images of the same size. Masks are binarised whatever their stored values:
+images of the same size, and the mask can be binarised (`check_mask_values`). Masks are binarised:
 masks whose largest value is 1 (0/1 palette indices) as `mask > 0`, others
 (0/255, palette GIFs expanded to RGB) as `mask >= 128`, on the largest of the
 colour channels. Images come out as float32 in [0, 1], masks as float32 0/1
@@ -131,8 +131,61 @@ def _image_size_and_mode(path):
         raise ValueError(f"{path}: cannot be read as an image ({error}).") from error
 
 
+def mask_values(path):
+    """The distinct values of a mask as the pipeline sees it (palette expanded, largest colour channel)."""
+    try:
+        with PIL.Image.open(path) as image:
+            mode, pixels = image.mode, np.asarray(image)
+            palette = image.getpalette() if mode == "P" else None
+    except Exception as error:
+        raise ValueError(f"{path}: cannot be read as an image ({error}).") from error
+    if mode in ("LA", "RGBA", "PA"):
+        pixels = pixels[..., :-1]
+    if pixels.ndim == 3:
+        pixels = pixels.max(axis=-1)
+    if pixels.dtype == np.uint8 or pixels.dtype == bool:
+        values = np.flatnonzero(np.bincount(pixels.ravel().astype(np.uint8), minlength=256))
+    else:
+        values = np.unique(pixels)
+    if palette is not None:
+        colours = np.asarray(palette + [0] * (768 - len(palette)), dtype=np.int64).reshape(-1, 3).max(axis=-1)
+        values = np.unique(colours[values])
+    return values
+
+
+def check_mask_values(mask_paths):
+    """Refuses masks that binarisation would empty; warns about masks it has to threshold.
+
+    0/1 and 0/255 masks are taken as they are. A mask with other values and a
+    largest value of 128 or more (anti-aliased edges, JPEG noise) is binarised
+    at 128, with a warning that counts them. A mask whose largest value is
+    between 2 and 127 (a class-index mask, for instance) would become all
+    background, so it is refused with a `ValueError` naming it.
+    """
+    thresholded = []
+    for path in mask_paths:
+        values = mask_values(path)
+        if set(values.tolist()) <= {0, 1, 255}:
+            continue
+        largest = int(values.max())
+        if largest < 128:
+            shown = ", ".join(str(value) for value in values[:8])
+            raise ValueError(
+                f"{path}: mask values {{{shown}}} (largest {largest}); binarised at 128 it would be all background. "
+                "Expected binary masks, 0/1 or 0/255 (convert class-index masks to one class first)."
+            )
+        thresholded.append(pathlib.Path(path).name)
+    if thresholded:
+        images.logger.warning(
+            "%d mask(s) hold values other than 0, 1 and 255 (e.g. %s); binarised at 128.",
+            len(thresholded), ", ".join(thresholded[:5]),
+        )
+    return thresholded
+
+
 def check_sizes(pairs):
-    """Raises `ValueError` naming the mask whose size differs from its image's; returns the image modes."""
+    """Raises `ValueError` naming the mask whose size differs from its image's, or whose values
+    cannot be binarised; returns the image modes."""
     modes = []
     for pair in pairs:
         image_size, image_mode = _image_size_and_mode(pair.image_path)
@@ -143,6 +196,7 @@ def check_sizes(pairs):
                 f"{pair.image_path.name} is {image_size[0]}x{image_size[1]}."
             )
         modes.append(image_mode)
+    check_mask_values([pair.mask_path for pair in pairs])
     return modes
 
 
@@ -188,7 +242,8 @@ def cache_pairs(pairs, channels, image_size):
         lambda image_path, mask_path: _decode_pair(image_path, mask_path, channels, image_size),
         num_parallel_calls=tf.data.AUTOTUNE,
     ).cache()
-    cached.reduce(0, lambda count, _: count + 1)
+    paths = [path for pair in pairs for path in (pair.image_path, pair.mask_path)]
+    images.fill_cache(cached, paths, "the image/mask pairs")
     return cached
 
 

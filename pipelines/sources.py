@@ -35,6 +35,7 @@ class ImageSplit:
     class_names: tuple
     channels: int
     description: str
+    paths: tuple = ()
 
 
 # ---------------------------------------------------------------- digits
@@ -162,12 +163,12 @@ def list_class_folder(root, split="train", class_names=None, check=True):
 
 def load_class_folders(root, split="train", channels=None):
     paths, labels, class_names = list_class_folder(root, split)
-    channels = channels or images.read_image(paths[0]).shape[-1]
+    channels = channels or images.colour_channels(images.read_image(paths[0]).shape[-1])
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels)).map(
         lambda path, label: (images.decode_image(tf.io.read_file(path), channels), label),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
-    return ImageSplit(dataset, len(paths), class_names, channels, f"class folders in {root} ({split})")
+    return ImageSplit(dataset, len(paths), class_names, channels, f"class folders in {root} ({split})", tuple(paths))
 
 
 # ---------------------------------------------------------------- TFDS
@@ -215,7 +216,7 @@ def resized_cache(split, image_size, channels):
         return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
 
     cached = split.dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).cache()
-    cached.reduce(0, lambda count, _: count + 1)
+    images.fill_cache(cached, split.paths, split.description)
     return cached
 
 

@@ -66,7 +66,7 @@ def train(config):
     card = evaluator.make_card(config.data, config.image_size, data.channels, data.class_names, test_accuracy)
     paths = runs.RunPaths("evaluator", config.run_name, models_root=config.models_root)
     paths.model_dir.mkdir(parents=True, exist_ok=True)
-    classifier.save(paths.keras_file)
+    runs.save_keras_model(classifier, paths.keras_file)
     card_file = evaluator.write_card(paths.model_dir / "card.json", card)
     return paths.keras_file, card_file, card
 

@@ -1,5 +1,6 @@
 """Callbacks shared by the tasks: sample grids, the evolution GIF, standard logs."""
 
+import csv
 import io
 import json
 import pathlib
@@ -149,9 +150,88 @@ class TrainingClock(keras.callbacks.Callback):
         self._write()
 
 
+def read_history_rows(path):
+    """The rows of a history.csv as dicts of strings ([] when there is none yet)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def best_logged_value(history_path, monitor, mode="max"):
+    """The best value of column `monitor` in a history.csv (for resumed runs), or None."""
+    values = []
+    for row in read_history_rows(history_path):
+        try:
+            values.append(float(row.get(monitor) or "nan"))
+        except ValueError:
+            continue
+    values = [value for value in values if np.isfinite(value)]
+    if not values:
+        return None
+    return max(values) if mode == "max" else min(values)
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """history.csv with one row per epoch, rewritten atomically at each epoch's end.
+
+    Unlike `keras.callbacks.CSVLogger`, a crash never leaves a half-written
+    row, an epoch run again after a crash replaces its row instead of adding a
+    second one, and columns that appear later (scores logged every N epochs)
+    are added to the header; missing cells stay empty.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = pathlib.Path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": str(epoch)}
+        row.update({key: repr(float(value)) if np.ndim(value) == 0 else str(value)
+                    for key, value in (logs or {}).items()})
+        rows = [old for old in read_history_rows(self.path) if old.get("epoch") != row["epoch"]] + [row]
+        rows.sort(key=lambda item: int(item["epoch"]))
+        columns = ["epoch"] + sorted({key for item in rows for key in item} - {"epoch"})
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        runs.atomic_write_text(self.path, buffer.getvalue())
+
+
+class BestModel(keras.callbacks.Callback):
+    """Keeps `path` as the model with the best `monitor` value so far, written atomically.
+
+    Args:
+        path: the `.keras` file (e.g. `saved_models/<task>/<run>/best.keras`).
+        monitor: the epoch log to compare, e.g. `val_auc`.
+        mode: `max` or `min`.
+        history_path: a history.csv whose best `monitor` value a resumed run
+            must beat before it replaces the file.
+    """
+
+    def __init__(self, path, monitor, mode="max", history_path=None):
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"BestModel mode must be 'max' or 'min', got {mode!r}.")
+        self.path = pathlib.Path(path)
+        self.monitor = monitor
+        self.sign = 1.0 if mode == "max" else -1.0
+        best = best_logged_value(history_path, monitor, mode) if history_path and self.path.is_file() else None
+        self.best = -np.inf if best is None else self.sign * best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not np.isfinite(float(value)) or self.sign * float(value) <= self.best:
+            return
+        self.best = self.sign * float(value)
+        runs.save_keras_model(self.model, self.path)
+
+
 def standard_callbacks(paths):
-    """TensorBoard scalars (train/ and validation/) and history.csv, appended on resume."""
+    """TensorBoard scalars (train/ and validation/) and history.csv (one row per epoch, kept on resume)."""
     return [
         keras.callbacks.TensorBoard(log_dir=str(paths.log_dir), write_graph=False),
-        keras.callbacks.CSVLogger(str(paths.log_dir / "history.csv"), append=True),
+        HistoryCSV(paths.log_dir / "history.csv"),
     ]

@@ -13,6 +13,8 @@ import tempfile
 
 import tensorflow as tf
 
+from tf_models.core import faults
+
 logger = logging.getLogger(__name__)
 
 
@@ -100,4 +102,5 @@ class CheckpointKeeper:
         return None
 
     def save(self):
-        return self.manager.save(checkpoint_number=int(self.state.step.numpy()))
+        with faults.region("checkpoint_save"):
+            return self.manager.save(checkpoint_number=int(self.state.step.numpy()))

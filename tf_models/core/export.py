@@ -22,6 +22,21 @@ def next_version(serving_dir):
     return max(versions, default=0) + 1
 
 
+def checked_shapes(function, input_signature):
+    """`function` with its inputs checked against `input_signature` when called.
+
+    A loaded SavedModel does not check the shapes of what it is given: a
+    wrong rank (an image without its batch axis) reaches the kernels, and
+    oneDNN's convolution then aborts the whole process. With the check the
+    caller gets an `InvalidArgumentError` naming the expected shape.
+    """
+
+    def endpoint(*inputs):
+        return function(*[tf.ensure_shape(value, spec.shape) for value, spec in zip(inputs, input_signature)])
+
+    return endpoint
+
+
 def export_saved_model(trackable, endpoints, serving_dir, version=None):
     """Writes a SavedModel to `serving_dir/<version>/`.
 
@@ -39,9 +54,9 @@ def export_saved_model(trackable, endpoints, serving_dir, version=None):
     archive = keras.export.ExportArchive()
     archive.track(trackable)
     for name, (function, input_signature) in endpoints.items():
-        archive.add_endpoint(name=name, fn=function, input_signature=input_signature)
+        archive.add_endpoint(name=name, fn=checked_shapes(function, input_signature), input_signature=input_signature)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = pathlib.Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}."))
+    temporary = pathlib.Path(tempfile.mkdtemp(dir=target.parent, prefix=runs.temporary_prefix(target)))
     try:
         archive.write_out(str(temporary), verbose=False)
         if target.exists():

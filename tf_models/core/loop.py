@@ -19,6 +19,8 @@ import time
 import keras
 import tensorflow as tf
 
+from tf_models.core import faults
+
 
 class NonFiniteLossError(RuntimeError):
     """Raised when a training metric becomes NaN or infinite."""
@@ -129,6 +131,11 @@ def train(
         time_budget_seconds: stop after this much training time (0: no limit);
             the epoch in progress is then validated and checkpointed, and a
             later run with the same name carries on from there.
+
+    The epoch's callbacks (history row, sample grid, best model) run before
+    its checkpoint is saved: a crash between the two runs the end of the
+    epoch again on resume, instead of losing what those callbacks write.
+
     Returns:
         The `keras.callbacks.History` of this invocation.
     """
@@ -159,7 +166,8 @@ def train(
             callback_list.on_epoch_begin(epoch)
             for batch in range(first_batch, steps_per_epoch):
                 callback_list.on_train_batch_begin(batch)
-                logs = _to_floats(_global_logs(model, train_function(iterator), strategy))
+                with faults.region("train_step"):
+                    logs = _to_floats(_global_logs(model, train_function(iterator), strategy))
                 _check_finite(logs, int(state.step.numpy()), keeper)
                 callback_list.on_train_batch_end(batch, logs)
                 if save_every_steps and int(state.step.numpy()) % save_every_steps == 0:
@@ -174,10 +182,10 @@ def train(
                     model, validation_dataset, validation_steps, strategy, jit_compile
                 )
                 epoch_logs.update({f"val_{name}": value for name, value in validation_logs.items()})
+            callback_list.on_epoch_end(epoch, epoch_logs)
             state.epoch.assign(epoch + 1)
             state.step_in_epoch.assign(0)
             keeper.save()
-            callback_list.on_epoch_end(epoch, epoch_logs)
             logs = epoch_logs
             if model.stop_training:
                 break

@@ -16,7 +16,6 @@ A task is an object with:
 
 import contextlib
 import dataclasses
-import os
 import shutil
 import signal
 import sys
@@ -26,7 +25,7 @@ import threading
 import keras
 
 from tf_models.core import callbacks as callbacks_lib
-from tf_models.core import checkpoints, loop, precision, runs
+from tf_models.core import checkpoints, faults, loop, precision, runs
 from tf_models.core import config as config_lib
 from tf_models.core import strategy as strategy_lib
 
@@ -68,20 +67,6 @@ def steps_per_epoch(config, num_examples):
     return config.steps_per_epoch or max(1, num_examples // config.batch_size)
 
 
-def save_keras_model(model, path):
-    """`model.save` to a temporary name, renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".keras", delete=False) as file:
-        temporary = file.name
-    try:
-        model.save(temporary)
-        shutil.move(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
-
-
 def prepare_run(task, config, chief=True):
     """Creates (or reopens) the run folders and records the config.
 
@@ -96,6 +81,8 @@ def prepare_run(task, config, chief=True):
         shutil.rmtree(paths.log_dir, ignore_errors=True)
         shutil.rmtree(paths.model_dir, ignore_errors=True)
     paths.make_dirs()
+    if chief:
+        runs.remove_stale_temporaries(paths.log_dir, paths.model_dir)
     runs.write_config(paths, config)
     return paths
 
@@ -175,8 +162,9 @@ def _train(task, config, strategy, chief, paths, checkpoint_dir, verbose):
     )
     written = [paths.log_dir, keeper.latest]
     if config.export and chief:
-        written.append(save_keras_model(model, paths.keras_file))
-        written += task.export(model, paths, config)
+        with faults.region("export"):
+            written.append(runs.save_keras_model(model, paths.keras_file))
+            written += task.export(model, paths, config)
     return RunResult(paths, model, history.history if history else {}, restored, written)
 
 

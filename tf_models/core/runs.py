@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import tempfile
 import time
 
@@ -90,11 +91,24 @@ class RunPaths:
         return self
 
 
+TEMPORARY_MARKER = ".tmp-"
+
+
+def temporary_prefix(path):
+    """The name prefix of temporaries beside `path` (`.model.keras.tmp-`): hidden, and found again by
+    `remove_stale_temporaries` after a crash."""
+    return f".{pathlib.Path(path).name}{TEMPORARY_MARKER}"
+
+
 def atomic_write_bytes(path, data):
-    """Writes `data` to a temporary file beside `path`, then renames it into place."""
+    """Writes `data` to a temporary file beside `path`, then renames it into place.
+
+    A crash leaves either the old file or the new one at `path`, never a
+    half-written one; at worst a hidden temporary remains beside it.
+    """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path))
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
@@ -110,6 +124,46 @@ def atomic_write_bytes(path, data):
 
 def atomic_write_text(path, text):
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_keras_model(model, path):
+    """`model.save` to a hidden temporary `.keras` file beside `path`, renamed into place."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=".keras")
+    os.close(handle)
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def remove_stale_temporaries(*directories):
+    """Deletes what a killed process left half-written under `directories`; returns the paths removed.
+
+    These are this module's hidden temporaries (`.NAME.tmp-*`) and TensorFlow's
+    `ckpt-N_temp` checkpoint folders. Call it only while holding the run's lock.
+    """
+    removed = []
+    for directory in directories:
+        directory = pathlib.Path(directory)
+        if not directory.is_dir():
+            continue
+        stale = [path for path in directory.rglob("*")
+                 if (path.name.startswith(".") and TEMPORARY_MARKER in path.name)
+                 or (path.is_dir() and path.name.startswith("ckpt-") and path.name.endswith("_temp"))]
+        for path in sorted(stale, key=lambda item: len(item.parts)):
+            if not path.exists():
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_json(path, payload):

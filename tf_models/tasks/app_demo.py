@@ -15,7 +15,7 @@ import shutil
 import keras
 
 from tf_models.core import config as config_lib
-from tf_models.core import runner
+from tf_models.core import runner, runs
 from tf_models.tasks import dcgan as dcgan_task
 from tf_models.tasks import pix2pix as pix2pix_task
 from tf_models.tasks import pneumonia as pneumonia_task
@@ -70,7 +70,7 @@ def _configs(datasets_root):
 def _export(task_name, result, config):
     """The artifacts the app reads, without the TFLite conversions the full export adds."""
     paths, model = result.paths, result.model
-    runner.save_keras_model(model, paths.keras_file)
+    runs.save_keras_model(model, paths.keras_file)
     if task_name == "pix2pix":
         pix2pix_task.export_enhancer(model.generator, paths, config.image_size, config.generator_depth, tflite=False)
 
@@ -96,7 +96,7 @@ def train_tiny_run(task_name, root, datasets_root):
 
         threshold = pneumonia.choose_threshold(labels, probabilities)
         pneumonia_task.store_threshold(result.paths, threshold, "youden", "validation split carved from train/")
-    (model_dir / DONE_FILE).write_text("ok\n")
+    runs.atomic_write_text(model_dir / DONE_FILE, "ok\n")
     return model_dir
 
 

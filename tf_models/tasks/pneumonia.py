@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from pipelines import classification
 from tf_models import pneumonia
+from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import config as config_lib
 from tf_models.core import export as export_lib
 from tf_models.core import runner, runs
@@ -105,9 +106,7 @@ class PneumoniaTask(runner.Task):
         if self.data is not None:
             write_data_summary(self.data, paths)
         return [
-            keras.callbacks.ModelCheckpoint(
-                str(paths.model_dir / "best.keras"), monitor="val_auc", mode="max", save_best_only=True
-            ),
+            callbacks_lib.BestModel(paths.model_dir / "best.keras", "val_auc", "max", paths.log_dir / "history.csv"),
             keras.callbacks.EarlyStopping(
                 monitor="val_auc", mode="max", patience=config.patience, restore_best_weights=True
             ),

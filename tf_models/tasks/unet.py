@@ -11,7 +11,6 @@ training size and returns `mask_probability` float32 [N, H, W, 1] and `mask`
 uint8 {0, 255} [N, H, W, 1].
 """
 
-import csv
 import dataclasses
 
 import keras
@@ -140,11 +139,7 @@ class MaskOverlays(keras.callbacks.Callback):
 
 def best_validation_dice(history_path):
     """The highest `val_dice` in an existing history.csv (for resumed runs), or None."""
-    if not history_path.is_file():
-        return None
-    with open(history_path, newline="") as file:
-        values = [float(row["val_dice"]) for row in csv.DictReader(file) if row.get("val_dice") not in (None, "")]
-    return max(values, default=None)
+    return callbacks_lib.best_logged_value(history_path, "val_dice", "max")
 
 
 class UNetTask(runner.Task):
@@ -200,10 +195,8 @@ class UNetTask(runner.Task):
         images, masks = self.sample_batch(config.overlay_count)
         result = [MaskOverlays(images, masks, paths.log_dir / "masks.png", paths.log_dir)]
         if self.data.validation_dataset is not None:
-            result.append(keras.callbacks.ModelCheckpoint(
-                str(paths.model_dir / "best.keras"), monitor="val_dice", mode="max", save_best_only=True,
-                initial_value_threshold=best_validation_dice(paths.log_dir / "history.csv"),
-            ))
+            result.append(callbacks_lib.BestModel(paths.model_dir / "best.keras", "val_dice", "max",
+                                                  paths.log_dir / "history.csv"))
         return result
 
     def export(self, model, paths, config):
