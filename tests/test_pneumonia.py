@@ -240,3 +240,24 @@ def test_per_image_standardization_ignores_exposure_and_round_trips(tmp_path):
     np.testing.assert_allclose(loaded(images), model(images), atol=1e-6)
     with pytest.raises(ValueError, match="normalization"):
         pneumonia.build_pneumonia_cnn(32, normalization="zscore")
+
+
+def test_histogram_equalization_is_monotone_spreads_levels_and_matches_tflite(tmp_path):
+    narrow = np.random.default_rng(0).uniform(100, 140, size=(2, 32, 32, 1)).astype("float32")
+    equalized = pneumonia.HistogramEqualization(stride=1)(narrow).numpy()
+    assert equalized.min() == 0.0 and equalized.max() == 255.0
+    order = np.argsort(narrow[0].ravel(), kind="stable")
+    assert np.all(np.diff(equalized[0].ravel()[order]) >= 0)
+    levels = np.random.default_rng(1).integers(100, 140, size=(1, 32, 32, 1)).astype("float32")
+    equalization = pneumonia.HistogramEqualization(stride=1)
+    np.testing.assert_allclose(equalization(2 * levels - 60), equalization(levels), atol=1e-4)
+    model = pneumonia.build_pneumonia_cnn(32, filters=4, blocks=2, dense_units=0, normalization="equalize")
+    saved = tmp_path / "saved"
+    model.export(str(saved), verbose=False)
+    runner = tf.lite.Interpreter(model_content=tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
+    runner = runner.get_signature_runner()
+    (input_name,) = runner.get_input_details()
+    (output,) = runner(**{input_name: narrow}).values()
+    np.testing.assert_allclose(output, model(narrow), atol=1e-5)
+    model.save(tmp_path / "model.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "model.keras")(narrow), model(narrow), atol=1e-6)

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tf_models.core import strategy
 
-NORMALIZATIONS = ("rescale", "per_image")
+NORMALIZATIONS = ("rescale", "per_image", "equalize")
 
 
 @keras.saving.register_keras_serializable(package="tf_models")
@@ -29,6 +29,39 @@ class PerImageStandardization(keras.layers.Layer):
 
     def call(self, images):
         return tf.image.per_image_standardization(tf.cast(images, self.compute_dtype))
+
+
+@keras.saving.register_keras_serializable(package="tf_models")
+class HistogramEqualization(keras.layers.Layer):
+    """Histogram equalization of each image's grey levels [0, 255], at training and inference alike.
+
+    Each level is mapped through the image's cumulative histogram (estimated
+    on every `stride`-th pixel in both directions), stretched so that the
+    darkest level present becomes 0 and the brightest 255. This undoes the
+    film's tone curve, not only its exposure. Written with TFLite builtins
+    (comparison, mean, gather), because `keras.layers.Equalization` uses
+    `DenseBincount`, which TFLite lacks, and equalizes only when called with
+    `training=True` (Keras 3.15): at inference it passes images unchanged.
+    """
+
+    def __init__(self, stride=2, **kwargs):
+        super().__init__(**kwargs)
+        if stride < 1:
+            raise ValueError(f"stride must be at least 1, got {stride}.")
+        self.stride = stride
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride}
+
+    def call(self, images):
+        levels = tf.clip_by_value(tf.round(tf.cast(images, tf.float32)), 0.0, 255.0)
+        batch = tf.shape(levels)[0]
+        sample = tf.reshape(levels[:, :: self.stride, :: self.stride, :], [batch, -1, 1])
+        cumulative = tf.reduce_mean(tf.cast(sample <= tf.range(256, dtype=tf.float32), tf.float32), axis=1)
+        lowest = tf.reduce_min(tf.where(cumulative > 0, cumulative, 2.0), axis=1, keepdims=True)
+        lookup = tf.clip_by_value((cumulative - lowest) / tf.maximum(1.0 - lowest, 1e-6), 0.0, 1.0) * 255.0
+        mapped = tf.gather(lookup, tf.cast(tf.reshape(levels, [batch, -1]), tf.int32), batch_dims=1)
+        return tf.cast(tf.reshape(mapped, tf.shape(levels)), self.compute_dtype)
 
 
 def build_pneumonia_cnn(
@@ -51,8 +84,9 @@ def build_pneumonia_cnn(
         blocks: number of conv blocks; the image is halved after each.
         dense_units: width of the hidden dense layer (0: none).
         dropout: dropout rate before the logit.
-        normalization: `rescale` (grey levels / 255) or `per_image` (each
-            image standardised to zero mean, unit variance).
+        normalization: `rescale` (grey levels / 255), `per_image` (each
+            image standardised to zero mean, unit variance) or `equalize`
+            (`HistogramEqualization`, then / 255).
     """
     if image_size < 2**blocks:
         raise ValueError(f"--image-size {image_size} is too small for {blocks} blocks (needs {2**blocks} or more).")
@@ -61,10 +95,13 @@ def build_pneumonia_cnn(
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"Unknown normalization {normalization!r}; choose one of {', '.join(NORMALIZATIONS)}.")
     inputs = keras.Input((image_size, image_size, channels), name="images")
+    features = inputs
     if normalization == "per_image":
-        features = PerImageStandardization(name="standardize")(inputs)
+        features = PerImageStandardization(name="standardize")(features)
     else:
-        features = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+        if normalization == "equalize":
+            features = HistogramEqualization(name="equalize")(features)
+        features = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(features)
     for block in range(1, blocks + 1):
         width = filters * 2 ** (block - 1)
         features = keras.layers.Conv2D(
