@@ -26,6 +26,8 @@ def main(argv=None):
     parser.add_argument("--set", action="append", default=[], metavar="TASK.FIELD=VALUE", help="config override")
     parser.add_argument("--no-tutorial", dest="tutorial", action="store_false",
                         help="skip the TF tutorial DCGAN comparison")
+    parser.add_argument("--no-isolate", dest="isolate", action="store_false",
+                        help="run every task in this process (faster start; peak memory then accumulates)")
     parser.add_argument("--warmup", type=int, help="warm-up steps (default: the mode's)")
     parser.add_argument("--steps", type=int, help="timed training steps (default: the mode's)")
     parser.add_argument("--output-dir", default="logs/bench")
@@ -36,7 +38,7 @@ def main(argv=None):
     mode = "quick" if args.quick else "full"
     changes = {key: value for key, value in (("warmup", args.warmup), ("steps", args.steps)) if value is not None}
     settings = dataclasses.replace(bench.MODES[mode], **changes)
-    results = bench.run(mode, tasks, bench.parse_overrides(args.set), settings, args.tutorial)
+    results = bench.run(mode, tasks, bench.parse_overrides(args.set), settings, args.tutorial, args.isolate)
     written = bench.write(results, args.output_dir)
     print(written[1].read_text())
     runner.print_written(written)

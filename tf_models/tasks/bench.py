@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from tf_models import tutorial_dcgan
-from tf_models.core import benchmark, export, runner, runs
+from tf_models.core import benchmark, export, precision, runner, runs
 from tf_models.core import config as config_lib
 from tf_models.tasks import registry
 
@@ -144,6 +144,11 @@ def benchmark_task(task_name, overrides, settings):
     return result
 
 
+# The project's step as the trainer runs it (float32, no XLA: the defaults), with XLA, and in mixed bfloat16.
+PROJECT_VARIANTS = (("project", "float32", False), ("project_xla", "float32", True),
+                    ("project_mixed_bfloat16", "mixed_bfloat16", False))
+
+
 def benchmark_tutorial(overrides, settings):
     """The TF tutorial's step (Python loop, one tf.function, two tapes) against the project's DCGAN step.
 
@@ -160,10 +165,11 @@ def benchmark_tutorial(overrides, settings):
         keras.optimizers.Adam(tutorial_dcgan.LEARNING_RATE), config.latent_dim,
     )
     candidates = {"reference": benchmark.python_loop_runner(reference_step, data.make_dataset(0))}
-    for jit_compile in (False, True):
+    for name, policy, jit_compile in PROJECT_VARIANTS:
+        precision.set_policy(policy)
         model = task.build_model(config)
-        candidates["project_xla" if jit_compile else "project"] = benchmark.step_runner(
-            model, data.make_dataset(0), jit_compile)
+        precision.set_policy("float32")
+        candidates[name] = benchmark.step_runner(model, data.make_dataset(0), jit_compile)
     seconds = benchmark.interleaved_step_seconds(candidates, settings.warmup, settings.tutorial_steps,
                                                  settings.tutorial_rounds)
     figures = {name: {"median_step_s": value, "images_per_s": config.batch_size / value}
@@ -189,8 +195,13 @@ def in_child_process(function, *arguments):
         return pool.apply(_child, ((function, arguments),))
 
 
-def run(mode="full", tasks=tuple(registry.TASKS), overrides=None, settings=None, tutorial=True):
-    """All figures, one child process per task; returns the results dict."""
+def run(mode="full", tasks=tuple(registry.TASKS), overrides=None, settings=None, tutorial=True, isolate=True):
+    """All figures, one child process per task (`isolate`); returns the results dict.
+
+    Without `isolate` every task runs in this process, which is faster to
+    start, but then a task's peak memory includes the tasks before it.
+    """
+    call = in_child_process if isolate else (lambda function, *arguments: function(*arguments))
     settings = settings or MODES[mode]
     overrides = {name: {**TASK_OVERRIDES[mode].get(name, {}), **(overrides or {}).get(name, {})}
                  for name in tuple(tasks) + ("tutorial",)}
@@ -200,11 +211,12 @@ def run(mode="full", tasks=tuple(registry.TASKS), overrides=None, settings=None,
                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "tasks": {}}
     for name in tasks:
         print(f"bench: {name} ...", flush=True)
-        results["tasks"][name] = in_child_process(benchmark_task, name, overrides[name], settings)
+        results["tasks"][name] = call(benchmark_task, name, overrides[name], settings)
     if tutorial:
         print("bench: tutorial DCGAN step vs the project's ...", flush=True)
-        results["tutorial_dcgan"] = in_child_process(benchmark_tutorial, overrides["tutorial"], settings)
+        results["tutorial_dcgan"] = call(benchmark_tutorial, overrides["tutorial"], settings)
     results["duration_s"] = time.perf_counter() - started
+    results["isolated"] = isolate
     return results
 
 
