@@ -62,9 +62,9 @@ TASK_OVERRIDES = {
     },
     "quick": {
         "dcgan": dict(data=str(SHARED / "mnist"), batch_size=64, generator_filters=16, discriminator_filters=16),
-        "pix2pix": dict(data=str(SHARED / "mammography"), image_size=64, generator_depth=6, generator_filters=8,
+        "pix2pix": dict(data=str(SHARED / "mammography"), image_size=64, generator_depth=4, generator_filters=8,
                         discriminator_filters=8),
-        "unet": dict(data=str(SHARED / "carvana_hr"), image_size="64x96", base_filters=8),
+        "unet": dict(data=str(SHARED / "carvana_hr"), image_size="32x48", base_filters=8),
         "pneumonia": dict(data=str(SHARED / "chest_xray"), preset="tiny"),
         "tutorial": dict(data=str(SHARED / "mnist"), batch_size=64),
     },
