@@ -12,7 +12,9 @@ task (`tutorial.FIELD` for the tutorial DCGAN comparison).
 
 import argparse
 import dataclasses
+import pathlib
 import sys
+import time
 
 from tf_models.core import runner
 from tf_models.tasks import bench, registry
@@ -38,8 +40,10 @@ def main(argv=None):
     mode = "quick" if args.quick else "full"
     changes = {key: value for key, value in (("warmup", args.warmup), ("steps", args.steps)) if value is not None}
     settings = dataclasses.replace(bench.MODES[mode], **changes)
-    results = bench.run(mode, tasks, bench.parse_overrides(args.set), settings, args.tutorial, args.isolate)
-    written = bench.write(results, args.output_dir)
+    stem = pathlib.Path(args.output_dir) / time.strftime("%Y%m%d-%H%M%S")
+    results = bench.run(mode, tasks, bench.parse_overrides(args.set), settings, args.tutorial, args.isolate,
+                        progress=lambda partial: bench.write(partial, stem))
+    written = bench.write(results, stem)
     print(written[1].read_text())
     runner.print_written(written)
     return 0

@@ -4,6 +4,7 @@ TF Serving reads `<model_base_path>/<version>/saved_model.pb`, so a run's
 SavedModels go to `saved_models/<task>/<run>/serving/<version>/`.
 """
 
+import os
 import pathlib
 import shutil
 import tempfile
@@ -12,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_models.core import runs
+from tf_models.core import benchmark, runs
 
 TFLITE_MODES = ("float", "dynamic", "int8")
 
@@ -176,30 +177,41 @@ def export_formats(trackable, endpoints, model_dir, formats, inputs, version=Non
     """
     model_dir = pathlib.Path(model_dir)
     function, input_signature = endpoints["serving_default"]
-    keras_outputs = run_batched(lambda part: call_endpoint(function, input_signature, part), inputs)
-    report = {"examples": len(next(iter(inputs.values()))), "formats": {}}
+    compiled = tf.function(function)
+
+    def keras_run(part):
+        return call_endpoint(compiled, input_signature, part)
+
+    keras_outputs = run_batched(keras_run, inputs)
+    single = {name: value[:1] for name, value in inputs.items()}
+    report = {"examples": len(next(iter(inputs.values()))), "formats": {},
+              "keras_batch1_latency_ms": batch1_latency_ms(keras_run, single)}
     if score is not None:
         report["keras_score"] = score(keras_outputs, targets)
     written = []
     with tempfile.TemporaryDirectory() as scratch:
         serving_root = model_dir / "serving" if "savedmodel" in formats else pathlib.Path(scratch)
         serving_dir = export_saved_model(trackable, endpoints, serving_root, version)
-        served = run_batched(saved_model_runner(serving_dir), inputs)
+        saved_model_run = saved_model_runner(serving_dir)
+        served = run_batched(saved_model_run, inputs)
         if "savedmodel" in formats:
             written.append(serving_dir)
             report["formats"]["savedmodel"] = {
                 "path": str(serving_dir), "size_bytes": directory_size(serving_dir),
                 "max_abs_vs_keras": max_abs_difference(keras_outputs, served),
                 "mean_abs_vs_keras": mean_abs_difference(keras_outputs, served),
+                "batch1_latency_ms": batch1_latency_ms(saved_model_run, single),
             }
         for name in formats:
             if name in TFLITE_FORMATS:
                 mode, file_name = TFLITE_FORMATS[name]
                 path = export_tflite(serving_dir, model_dir / file_name, mode, representative_inputs)
-                lite = run_batched(tflite_runner(path), inputs)
+                lite_run = tflite_runner(path, threads=len(os.sched_getaffinity(0)))
+                lite = run_batched(lite_run, inputs)
                 entry = {"path": str(path), "size_bytes": path.stat().st_size,
                          "max_abs_vs_keras": max_abs_difference(keras_outputs, lite),
-                         "mean_abs_vs_keras": mean_abs_difference(keras_outputs, lite)}
+                         "mean_abs_vs_keras": mean_abs_difference(keras_outputs, lite),
+                         "batch1_latency_ms": batch1_latency_ms(lite_run, single)}
                 if score is not None:
                     entry["score"] = score(lite, targets)
                     entry["score_drop"] = {
@@ -208,6 +220,11 @@ def export_formats(trackable, endpoints, model_dir, formats, inputs, version=Non
                 report["formats"][name] = entry
                 written.append(path)
     return written, report
+
+
+def batch1_latency_ms(run, single_input, warmup=3, repeats=20):
+    """Median milliseconds of `run(single_input)` (one example), after warm-up calls."""
+    return 1000.0 * benchmark.median_seconds(lambda: run(single_input), warmup, repeats)
 
 
 def mean_abs_difference(reference, candidate):
