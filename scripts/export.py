@@ -23,7 +23,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="TASK/RUN, e.g. unet/carvana96")
-    parser.add_argument("--formats", default=",".join(export.FORMATS), help=f"comma-separated: {', '.join(export.FORMATS)}")
+    parser.add_argument("--formats", default=",".join(export.FORMATS),
+                        help=f"comma-separated: {', '.join(export.FORMATS)}")
     parser.add_argument("--version", type=int, default=0, help="serving version folder (0: the next free number)")
     parser.add_argument("--examples", type=int, default=256, help="validation examples for parity and the task metric")
     parser.add_argument("--calibration-examples", type=int, default=128, help="training examples that calibrate int8")
