@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast app clean-runs help
+.PHONY: install demo test test-fast app bench bench-quick clean-runs help
 
 help:
 	@echo "make demo   - install, then train the DCGAN on the bundled digits (a few minutes)"
 	@echo "make test   - install, then run the test suite"
 	@echo "make app    - install, then start the Streamlit app on the trained runs"
+	@echo "make bench  - install, then benchmark every task (logs/bench/<date>.json and .md; bench-quick: < 5 min)"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,12 @@ demo: $(STAMP)
 
 app: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/streamlit run scripts/app.py --server.maxUploadSize 25 $(ARGS)
+
+bench: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python scripts/bench.py $(ARGS)
+
+bench-quick: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python scripts/bench.py --quick $(ARGS)
 
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q $(ARGS)

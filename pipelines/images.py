@@ -186,3 +186,21 @@ def resize(image, size, method="bilinear"):
     if tuple(image.shape[:2]) == size:
         return image
     return tf.image.resize(image, size, method=method, antialias=method != "nearest")
+
+
+def to_signature_input(image, shape, dtype):
+    """One decoded image [H, W, C] as a model input of `shape` ([None, H, W, C], None = any) and uint8/uint16.
+
+    Channels are converted, the image is resized when the shape fixes its
+    height and width, and grey levels are rescaled when the bit depth differs.
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"Image inputs must be uint8 or uint16, the signature asks for {dtype}.")
+    image = convert_channels_numpy(np.asarray(image), shape[-1])
+    source_maximum = np.iinfo(image.dtype).max if image.dtype.kind in "ui" else 1.0
+    scaled = image.astype(np.float32) * (np.iinfo(dtype).max / source_maximum)
+    height, width = shape[1], shape[2]
+    if height is not None and width is not None and (height, width) != scaled.shape[:2]:
+        scaled = resize(scaled, (height, width)).numpy()
+    return np.clip(np.round(scaled), 0, np.iinfo(dtype).max).astype(dtype)

@@ -1,19 +1,31 @@
 import json
-import subprocess
-import sys
 
-from tests.conftest import REPO_ROOT
+from scripts import bench as bench_script
+from tf_models.core import export
+from tf_models.tasks import registry
+from tests.deployment_fixtures import tiny_overrides
 
 
-def test_bench_reports_images_per_second_with_and_without_xla(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "bench.py"), "--task", "dcgan", "--warmup", "1", "--steps", "2",
-         "--output-dir", str(tmp_path), "--data", "digits", "--batch-size", "16", "--generator-filters", "8",
-         "--discriminator-filters", "8", "--latent-dim", "16"],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(next(tmp_path.glob("dcgan-*.json")).read_text())
-    for key in ("no_xla", "xla"):
-        assert report[key]["images_per_s"] > 0
-        assert abs(report[key]["images_per_s"] * report[key]["median_step_s"] - 16) < 1e-6
+def test_quick_bench_reports_every_figure_of_every_task(tmp_path):
+    settings = []
+    for task, fields in tiny_overrides(tmp_path / "data").items():
+        settings += [f"{task}.{field}={json.dumps(value)}" for field, value in fields.items()]
+    flags = ["--quick", "--no-isolate", "--warmup", "1", "--steps", "2", "--output-dir", str(tmp_path / "bench")]
+    assert bench_script.main(flags + [item for setting in settings for item in ("--set", setting)]) == 0
+    report = json.loads(next((tmp_path / "bench").glob("*.json")).read_text())
+    assert set(report["tasks"]) == set(registry.TASKS) and report["duration_s"] > 0
+    for name, entry in report["tasks"].items():
+        for key in ("no_xla", "xla"):
+            figures = entry["training"][key]
+            assert abs(figures["images_per_s"] * figures["median_step_s"] - entry["batch_size"]) < 1e-6, name
+        assert entry["pipeline"]["images_per_s"] > 0 and entry["pipeline"]["ratio_to_training"] > 0
+        assert set(entry["inference"]) == {"keras", *export.FORMATS}
+        for figures in entry["inference"].values():
+            assert figures["images_per_s"] > 0 and figures["batch1_latency_ms"] > 0
+        assert set(entry["file_size_bytes"]) == {"keras", *export.FORMATS}
+        assert min(entry["file_size_bytes"].values()) > 0 and entry["peak_resident_mb"] > 0
+    tutorial = report["tutorial_dcgan"]
+    assert tutorial["ratio_to_reference"]["reference"] == 1.0
+    assert set(tutorial["steps"]) == {"reference", "project", "project_xla", "project_mixed_bfloat16"}
+    table = next((tmp_path / "bench").glob("*.md")).read_text()
+    assert "| unet | tflite-int8 |" in table and "ratio to the tutorial's step" in table

@@ -212,27 +212,36 @@ class DCGAN(adversarial.AdversarialModel):
         return self.generator(latent, training=False)
 
     def train_step(self, data):
+        """One alternating update: the discriminator, then the generator against the updated discriminator.
+
+        The generator's forward pass is computed once and serves both updates
+        (as in the PyTorch DCGAN example): the generator's weights do not change
+        while the discriminator is updated, so its images are those a second
+        forward pass with the same noise would give. The generator's gradient
+        still goes through the updated discriminator. Measured on 2 CPU cores
+        with the tutorial's networks at batch 256: 1.3x the images/s of a step
+        that runs the generator twice (`make bench`, README).
+        """
         real_images = data[0] if isinstance(data, (tuple, list)) else data
         batch_size = tf.shape(real_images)[0]
 
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as generator_tape:
             fake_images = self.generator(self.sample_replica_latent(batch_size), training=True)
-            real_logits = self.discriminator(real_images, training=True)
-            fake_logits = self.discriminator(fake_images, training=True)
-            discriminator_loss = precision.replica_mean(
-                _binary_cross_entropy(self.real_label, real_logits)
-                + _binary_cross_entropy(0.0, fake_logits)
-            )
-        precision.minimize(
-            tape, discriminator_loss, self.discriminator.trainable_variables, self.discriminator_optimizer
-        )
-
-        with tf.GradientTape() as tape:
-            fake_images = self.generator(self.sample_replica_latent(batch_size), training=True)
+            with generator_tape.stop_recording():
+                with tf.GradientTape() as tape:
+                    real_logits = self.discriminator(real_images, training=True)
+                    fake_logits = self.discriminator(fake_images, training=True)
+                    discriminator_loss = precision.replica_mean(
+                        _binary_cross_entropy(self.real_label, real_logits)
+                        + _binary_cross_entropy(0.0, fake_logits)
+                    )
+                precision.minimize(
+                    tape, discriminator_loss, self.discriminator.trainable_variables, self.discriminator_optimizer
+                )
             generated_logits = self.discriminator(fake_images, training=True)
             generator_loss = precision.replica_mean(_binary_cross_entropy(1.0, generated_logits))
         precision.minimize(
-            tape, generator_loss, self.generator.trainable_variables, self.generator_optimizer
+            generator_tape, generator_loss, self.generator.trainable_variables, self.generator_optimizer
         )
 
         replicas = strategy.num_replicas()

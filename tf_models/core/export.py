@@ -4,6 +4,7 @@ TF Serving reads `<model_base_path>/<version>/saved_model.pb`, so a run's
 SavedModels go to `saved_models/<task>/<run>/serving/<version>/`.
 """
 
+import os
 import pathlib
 import shutil
 import tempfile
@@ -12,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_models.core import runs
+from tf_models.core import benchmark, runs
 
 TFLITE_MODES = ("float", "dynamic", "int8")
 
@@ -107,9 +108,192 @@ def run_tflite(path, inputs, signature="serving_default"):
     return runner(**inputs)
 
 
+def saved_model_runner(saved_model_dir, signature="serving_default"):
+    """A function `{input name: array} -> {output name: array}` over a SavedModel loaded once."""
+    function = tf.saved_model.load(str(saved_model_dir)).signatures[signature]
+
+    def run(inputs):
+        outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    return run
+
+
+def tflite_runner(path, signature="serving_default", threads=None):
+    """A function `{input name: array} -> {output name: array}` over one TFLite interpreter."""
+    runner = tf.lite.Interpreter(model_path=str(path), num_threads=threads).get_signature_runner(signature)
+    return lambda inputs: runner(**inputs)
+
+
 def max_abs_difference(reference, candidate):
     """Largest absolute difference per output name, as floats."""
     return {
         name: float(np.max(np.abs(reference[name].astype(np.float64) - candidate[name].astype(np.float64))))
         for name in reference
     }
+
+
+# Deployment formats of `scripts/export.py` and `scripts/bench.py`: name -> (TFLite mode, file name).
+TFLITE_FORMATS = {
+    "tflite": ("float", "model.tflite"),
+    "tflite-dynamic": ("dynamic", "model_dynamic.tflite"),
+    "tflite-int8": ("int8", "model_int8.tflite"),
+}
+FORMATS = ("savedmodel",) + tuple(TFLITE_FORMATS)
+
+
+def parse_formats(text):
+    """'savedmodel,tflite-int8' -> ('savedmodel', 'tflite-int8'), refusing unknown names."""
+    formats = tuple(name.strip() for name in str(text).split(",") if name.strip())
+    unknown = [name for name in formats if name not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"Unknown export format(s) {unknown or text!r}; choose from {', '.join(FORMATS)}.")
+    return formats
+
+
+def call_endpoint(function, input_signature, inputs):
+    """Runs an endpoint function (as given to `export_saved_model`) on NumPy inputs keyed by input name."""
+    arguments = [tf.constant(inputs[spec.name], dtype=spec.dtype) for spec in input_signature]
+    return {name: np.asarray(value) for name, value in function(*arguments).items()}
+
+
+def batched(inputs, batch_size):
+    """Splits `{name: array [N, ...]}` into a list of `{name: array [<=batch_size, ...]}`."""
+    count = len(next(iter(inputs.values())))
+    return [{name: value[start:start + batch_size] for name, value in inputs.items()}
+            for start in range(0, count, batch_size)]
+
+
+def run_batched(run, inputs, batch_size=32):
+    """`run(inputs)` over slices of at most `batch_size` examples, outputs concatenated."""
+    outputs = [run(part) for part in batched(inputs, batch_size)]
+    return {name: np.concatenate([np.asarray(part[name]) for part in outputs]) for name in outputs[0]}
+
+
+def export_formats(trackable, endpoints, model_dir, formats, inputs, version=None, representative_inputs=None,
+                   targets=None, score=None):
+    """Writes the deployment `formats` of one model and a parity report.
+
+    Args:
+        trackable: the Keras model whose variables the endpoints use.
+        endpoints: `{name: (function, input_signature)}` with `serving_default`.
+        model_dir: the run's model folder (serving/<N>/ and the TFLite files go there).
+        formats: names from `FORMATS`; the SavedModel is written in any case,
+            as TFLite converts from it (to a temporary folder when not asked for).
+        inputs: real inputs `{input name: array}` in the signature's raw form,
+            on which every format is compared with Keras.
+        version: the serving version folder; the next free number when None.
+        representative_inputs: calibration inputs for `tflite-int8` (a list
+            of input dicts, one example batch each), from training data.
+        targets, score: when given, `score(outputs, targets)` (a dict of task
+            metrics) is reported for Keras and for every TFLite file.
+    Returns:
+        (paths written, report dict).
+    """
+    model_dir = pathlib.Path(model_dir)
+    function, input_signature = endpoints["serving_default"]
+    compiled = tf.function(function)
+
+    def keras_run(part):
+        return call_endpoint(compiled, input_signature, part)
+
+    keras_outputs = run_batched(keras_run, inputs)
+    single = {name: value[:1] for name, value in inputs.items()}
+    report = {"examples": len(next(iter(inputs.values()))), "formats": {},
+              "keras_batch1_latency_ms": batch1_latency_ms(keras_run, single)}
+    if score is not None:
+        report["keras_score"] = score(keras_outputs, targets)
+    written = []
+    with tempfile.TemporaryDirectory() as scratch:
+        serving_root = model_dir / "serving" if "savedmodel" in formats else pathlib.Path(scratch)
+        serving_dir = export_saved_model(trackable, endpoints, serving_root, version)
+        saved_model_run = saved_model_runner(serving_dir)
+        served = run_batched(saved_model_run, inputs)
+        if "savedmodel" in formats:
+            written.append(serving_dir)
+            report["formats"]["savedmodel"] = {
+                "path": str(serving_dir), "size_bytes": directory_size(serving_dir),
+                "max_abs_vs_keras": max_abs_difference(keras_outputs, served),
+                "mean_abs_vs_keras": mean_abs_difference(keras_outputs, served),
+                "batch1_latency_ms": batch1_latency_ms(saved_model_run, single),
+            }
+        for name in formats:
+            if name in TFLITE_FORMATS:
+                mode, file_name = TFLITE_FORMATS[name]
+                path = export_tflite(serving_dir, model_dir / file_name, mode, representative_inputs)
+                lite_run = tflite_runner(path, threads=len(os.sched_getaffinity(0)))
+                lite = run_batched(lite_run, inputs)
+                entry = {"path": str(path), "size_bytes": path.stat().st_size,
+                         "max_abs_vs_keras": max_abs_difference(keras_outputs, lite),
+                         "mean_abs_vs_keras": mean_abs_difference(keras_outputs, lite),
+                         "batch1_latency_ms": batch1_latency_ms(lite_run, single)}
+                if score is not None:
+                    entry["score"] = score(lite, targets)
+                    entry["score_drop"] = {
+                        key: report["keras_score"][key] - value for key, value in entry["score"].items()
+                    }
+                report["formats"][name] = entry
+                written.append(path)
+    return written, report
+
+
+def batch1_latency_ms(run, single_input, warmup=3, repeats=20):
+    """Median milliseconds of `run(single_input)` (one example), after warm-up calls."""
+    return 1000.0 * benchmark.median_seconds(lambda: run(single_input), warmup, repeats)
+
+
+def mean_abs_difference(reference, candidate):
+    """Mean absolute difference per output name (for thresholded outputs: the share of flips times the step)."""
+    return {
+        name: float(np.mean(np.abs(reference[name].astype(np.float64) - candidate[name].astype(np.float64))))
+        for name in reference
+    }
+
+
+def directory_size(folder):
+    return sum(path.stat().st_size for path in pathlib.Path(folder).rglob("*") if path.is_file())
+
+
+def signature_inputs(saved_model_dir, signature="serving_default"):
+    """`{input name: tf.TensorSpec}` of a SavedModel signature."""
+    loaded = tf.saved_model.load(str(saved_model_dir))
+    if signature not in loaded.signatures:
+        raise ValueError(f"{saved_model_dir}: no signature {signature!r}; it has {', '.join(loaded.signatures)}.")
+    return dict(loaded.signatures[signature].structured_input_signature[1])
+
+
+def rest_request(inputs, signature="serving_default"):
+    """The body of a TF Serving REST `:predict` request (columnar `inputs` format) for NumPy inputs."""
+    return {"signature_name": signature, "inputs": {name: np.asarray(value).tolist() for name, value in inputs.items()}}
+
+
+def export_task(task, model, config, paths, formats=FORMATS, version=None, examples=256, calibration_examples=128):
+    """Every requested format of a run's model, scored on the task's validation data.
+
+    Writes the files under `paths.model_dir` and the report to
+    `export_formats.json` there; returns (paths written, report).
+    """
+    inputs, targets = task.deployment_examples(model, config, "validation", examples)
+    calibration = None
+    if "tflite-int8" in formats:
+        calibration_inputs, _ = task.deployment_examples(model, config, "train", calibration_examples)
+        calibration = batched(calibration_inputs, 1)
+    written, report = export_formats(
+        task.inference_model(model), task.serving_endpoints(model, paths), paths.model_dir, formats, inputs,
+        version=version, representative_inputs=calibration, targets=targets, score=task.deployment_score,
+    )
+    report.update(task=task.name, run=paths.run_name, calibration_examples=calibration_examples
+                  if calibration else 0, evaluated_on="validation")
+    written.append(runs.write_json(paths.model_dir / "export_formats.json", report))
+    return written, report
+
+
+def take_examples(dataset, count):
+    """The first `count` examples of a batched dataset, as NumPy arrays (one per component)."""
+    parts = []
+    for batch in dataset:
+        parts.append([np.asarray(component) for component in (batch if isinstance(batch, tuple) else (batch,))])
+        if sum(len(part[0]) for part in parts) >= count:
+            break
+    return [np.concatenate(component)[:count] for component in zip(*parts)]
+

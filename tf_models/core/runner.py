@@ -12,10 +12,21 @@ A task is an object with:
   restore so that a resumed run uses the learning rates it is given;
 - `callbacks(model, paths, config)`: task-specific Keras callbacks;
 - `export(model, paths, config)`: writes deployment artifacts, returns their paths.
+
+and, for `scripts/export.py` and `scripts/bench.py` (any format, parity and the
+task metric before and after quantization, through `export.export_task`):
+
+- `inference_model(model)`: the network the artifacts serve (a GAN's generator);
+- `serving_endpoints(model, paths)`: `{name: (function, input_signature)}`;
+- `deployment_examples(model, config, split, count)`: `(inputs, targets)`, real
+  examples of `split` ("train" or "validation") in the signature's raw form;
+- `deployment_score(outputs, targets)`: the task metric of served outputs (a dict).
 """
 
 import contextlib
 import dataclasses
+import json
+import os
 import shutil
 import signal
 import sys
@@ -46,6 +57,12 @@ class Task:
 
     def callbacks(self, model, paths, config):
         return []
+
+    def inference_model(self, model):
+        return model
+
+    def deployment_score(self, outputs, targets):
+        return {}
 
 
 def print_written(paths):
@@ -166,6 +183,30 @@ def _train(task, config, strategy, chief, paths, checkpoint_dir, verbose):
             written.append(runs.save_keras_model(model, paths.keras_file))
             written += task.export(model, paths, config)
     return RunResult(paths, model, history.history if history else {}, restored, written)
+
+
+def load_run(task, config_class, run_name, logs_root="logs", models_root="saved_models"):
+    """(model, config, paths) of a trained run: its config.json, then model.keras or the latest checkpoint.
+
+    The task's data is built first (a model may take its shape from it, and
+    the deployment examples come from it).
+    """
+    paths = runs.RunPaths(task.name, run_name, logs_root, models_root)
+    if not paths.config_file.is_file():
+        raise ValueError(f"{paths.config_file}: no config; is {task.name}/{run_name} a trained run?")
+    stored = json.loads(paths.config_file.read_text())
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    config = config_class(**{key: value for key, value in stored.items() if key in fields})
+    task.build_data(config)
+    model = task.build_model(config)
+    if paths.keras_file.is_file():
+        trained = keras.saving.load_model(paths.keras_file, compile=False)
+        model.set_weights(trained.get_weights())
+        return model, config, paths
+    keeper = checkpoints.CheckpointKeeper(paths.checkpoint_dir, model=model, **task.checkpoint_items(model))
+    if keeper.restore() is None:
+        raise ValueError(f"{paths.model_dir}: neither model.keras nor a checkpoint to restore.")
+    return model, config, paths
 
 
 def main(task, config_class, presets, doc, argv=None, extra_paths=(), next_step=""):

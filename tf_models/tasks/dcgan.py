@@ -160,6 +160,17 @@ class DCGANTask(runner.Task):
     def export(self, model, paths, config):
         return export_generator(model.generator, paths)
 
+    def inference_model(self, model):
+        return model.generator
+
+    def serving_endpoints(self, model, paths):
+        return serving_endpoints(model.generator)
+
+    def deployment_examples(self, model, config, split, count):
+        """Latent vectors (the generator's real input distribution); no targets."""
+        rng = np.random.default_rng([config.seed, 0 if split == "train" else 1])
+        return {"latent": rng.normal(size=(count, config.latent_dim)).astype(np.float32)}, None
+
 
 class GanQuality(keras.callbacks.Callback):
     """Scores generated images with an evaluator every few epochs and logs them to TensorBoard.

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import paired
-from tf_models import pix2pix
+from tf_models import metrics, pix2pix
 from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import config as config_lib
 from tf_models.core import export as export_lib
@@ -47,6 +47,7 @@ class Pix2PixTask(runner.Task):
 
     def __init__(self):
         self.samples = None
+        self.data = None
 
     def resolve(self, config):
         if not config.data:
@@ -65,6 +66,7 @@ class Pix2PixTask(runner.Task):
             config.data, config.image_size, config.batch_size, config.degrade, config.seed, config.test_fraction
         )
         self.samples = next(iter(data.validation_dataset.unbatch().batch(config.sample_count)))
+        self.data = data
         return data
 
     def build_model(self, config):
@@ -93,6 +95,24 @@ class Pix2PixTask(runner.Task):
 
     def export(self, model, paths, config):
         return export_enhancer(model.generator, paths, config.image_size, config.generator_depth)
+
+    def inference_model(self, model):
+        return model.generator
+
+    def serving_endpoints(self, model, paths):
+        return serving_endpoints(model.generator)
+
+    def deployment_examples(self, model, config, split, count):
+        """Degraded crops (uint8) and their clean targets, from the held-out images or training batches."""
+        dataset = self.data.validation_dataset if split == "validation" else self.data.make_dataset(0)
+        sources, targets = export_lib.take_examples(dataset, count)
+        return {"image": callbacks_lib.to_uint8(sources)}, callbacks_lib.to_uint8(targets)
+
+    def deployment_score(self, outputs, targets):
+        """Mean PSNR (dB) of the enhanced crops against their targets."""
+        scores = [metrics.image_quality(output, target, max_val=255.0)["psnr"]
+                  for output, target in zip(outputs["enhanced"], targets)]
+        return {"psnr": float(np.mean(scores))}
 
 
 def serving_endpoints(generator):

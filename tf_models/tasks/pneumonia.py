@@ -118,6 +118,20 @@ class PneumoniaTask(runner.Task):
         validation = self.data.validation_dataset if self.data is not None else None
         return export_classifier(model, paths, validation, config.threshold_policy)
 
+    def serving_endpoints(self, model, paths):
+        return serving_endpoints(model, load_threshold(paths.model_dir)["threshold"])
+
+    def deployment_examples(self, model, config, split, count):
+        """uint8 X-rays and labels: the validation split, or (augmented) training batches."""
+        dataset = self.data.validation_dataset if split == "validation" else self.data.make_dataset(0)
+        images, labels = export_lib.take_examples(dataset, count)[:2]
+        return {SERVING_INPUT: np.clip(np.round(images), 0, 255).astype(np.uint8)}, labels.ravel().astype(int)
+
+    def deployment_score(self, outputs, targets):
+        """Accuracy of the served `label` (the stored threshold) and ROC AUC of `probability`."""
+        scores = pneumonia.binary_metrics(targets, outputs["probability"])
+        return {"accuracy": float(np.mean(np.asarray(outputs["label"]) == targets)), "roc_auc": scores["roc_auc"]}
+
 
 def _unweighted(make_dataset):
     return lambda epoch: make_dataset(epoch).map(lambda image, label, weight: (image, label))

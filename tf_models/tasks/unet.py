@@ -203,6 +203,23 @@ class UNetTask(runner.Task):
         images, _ = self.sample_batch(16)
         return export_unet(model, paths, callbacks_lib.to_uint8(images, (0.0, 1.0)))
 
+    def serving_endpoints(self, model, paths):
+        return serving_endpoints(model)
+
+    def deployment_examples(self, model, config, split, count):
+        """uint8 images and their masks: held-out cars, or (augmented) training batches."""
+        dataset = self.data.validation_dataset if split == "validation" else self.data.make_dataset(0)
+        images, masks = export_lib.take_examples(dataset, count)
+        return {SERVING_INPUT: callbacks_lib.to_uint8(images, (0.0, 1.0))}, masks
+
+    def deployment_score(self, outputs, targets):
+        """Dice and IoU of the served `mask` (the same per-image definitions as training)."""
+        scores = {}
+        for metric in (unet.DiceCoefficient(from_logits=False), unet.IoU(from_logits=False)):
+            metric.update_state(targets, np.asarray(outputs["mask"], np.float32) / 255.0)
+            scores[metric.name] = float(metric.result())
+        return scores
+
 
 def serving_endpoints(model):
     """`serving_default`: uint8 images [N, H, W, C] -> mask_probability float32, mask uint8 {0, 255}."""

@@ -1,0 +1,123 @@
+import json
+import shutil
+import subprocess
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from scripts import export as export_script
+from scripts import serving_request
+from tf_models.core import export, runner, runs
+from tf_models.tasks import bench, registry
+from tests.conftest import REPO_ROOT
+from tests.deployment_fixtures import tiny_overrides
+
+IMAGE_TASKS = ("pix2pix", "unet", "pneumonia")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Each task's tiny (untrained) model exported to every format."""
+    root = tmp_path_factory.mktemp("deployment")
+    overrides = tiny_overrides(root)
+    results = {}
+    for name in registry.TASKS:
+        task, config = bench.make_config(name, overrides[name])
+        task.build_data(config)
+        model = task.build_model(config)
+        paths = runs.RunPaths(name, "tiny", root / "logs", root / "models").make_dirs()
+        written, report = export.export_task(task, model, config, paths, export.FORMATS, None, 8, 4)
+        results[name] = dict(task=task, model=model, config=config, paths=paths, written=written, report=report)
+    return results
+
+
+@pytest.mark.parametrize("name", sorted(registry.TASKS))
+def test_every_format_loads_back_and_agrees_with_keras(exported, name):
+    entry = exported[name]
+    task, paths, report = entry["task"], entry["paths"], entry["report"]
+    assert set(report["formats"]) == set(export.FORMATS)
+    inputs, _ = task.deployment_examples(entry["model"], entry["config"], "validation", 3)
+    function, signature = task.serving_endpoints(entry["model"], paths)["serving_default"]
+    expected = export.call_endpoint(tf.function(function), signature, inputs)
+    runners = {"savedmodel": export.saved_model_runner(paths.serving_dir / "1")}
+    runners.update({name: export.tflite_runner(paths.model_dir / file_name)
+                    for name, (_, file_name) in export.TFLITE_FORMATS.items()})
+    for format_name, run in runners.items():
+        outputs = run(inputs)
+        assert set(outputs) == set(expected), format_name
+        for key, value in expected.items():
+            assert np.asarray(outputs[key]).shape == value.shape, (format_name, key)
+    float_outputs = runners["tflite"](inputs)
+    for key, value in expected.items():
+        step = 1.0 if value.dtype == np.uint8 else 1e-4
+        assert np.max(np.abs(float_outputs[key].astype(np.float64) - value)) <= step, key
+    sizes = {name: entry["size_bytes"] for name, entry in report["formats"].items()}
+    assert sizes["tflite-int8"] < sizes["tflite"] and sizes["tflite-dynamic"] < sizes["tflite"]
+    assert json.loads((paths.model_dir / "export_formats.json").read_text())["formats"].keys() == sizes.keys()
+
+
+@pytest.mark.parametrize("name", IMAGE_TASKS)
+def test_serving_default_takes_uint8_images(exported, name):
+    specs = export.signature_inputs(exported[name]["paths"].serving_dir / "1")
+    (spec,) = specs.values()
+    assert spec.dtype == tf.uint8 and spec.shape.rank == 4
+
+
+def test_int8_report_scores_the_task_metric_before_and_after(exported):
+    for name, metric in (("unet", "dice"), ("pneumonia", "accuracy"), ("pix2pix", "psnr")):
+        report = exported[name]["report"]
+        int8 = report["formats"]["tflite-int8"]
+        assert metric in report["keras_score"] and metric in int8["score"]
+        assert int8["score_drop"][metric] == pytest.approx(report["keras_score"][metric] - int8["score"][metric])
+
+
+@pytest.mark.parametrize("name", ["unet", "pneumonia"])
+def test_saved_model_cli_lists_the_uint8_signature(exported, name):
+    cli = shutil.which("saved_model_cli", path=str(REPO_ROOT / ".venv" / "bin")) or shutil.which("saved_model_cli")
+    if cli is None:
+        pytest.fail("saved_model_cli is not installed; it comes with tensorflow")
+    output = subprocess.run(
+        [cli, "show", "--dir", str(exported[name]["paths"].serving_dir / "1"), "--tag_set", "serve",
+         "--signature_def", "serving_default"], capture_output=True, text=True, check=True,
+    ).stdout
+    assert "inputs['images']" in output and "DT_UINT8" in output
+
+
+@pytest.mark.parametrize("name", sorted(registry.TASKS))
+def test_request_body_runs_through_the_loaded_saved_model(exported, name, tmp_path):
+    serving_dir = exported[name]["paths"].serving_dir / "1"
+    specs = export.signature_inputs(serving_dir)
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    iio.imwrite(tmp_path / "photo.png", image)
+    inputs = serving_request.build_inputs(specs, [tmp_path / "photo.png"] * 2, count=2, seed=3)
+    body = json.loads(json.dumps(export.rest_request(inputs)))
+    assert body["signature_name"] == "serving_default"
+    signature = tf.saved_model.load(str(serving_dir)).signatures["serving_default"]
+    arguments = {key: tf.constant(value, dtype=specs[key].dtype) for key, value in body["inputs"].items()}
+    outputs = signature(**arguments)
+    assert all(value.shape[0] == 2 for value in outputs.values())
+    if name in ("unet", "pneumonia"):
+        height, width = specs["images"].shape[1:3]
+        assert np.asarray(body["inputs"]["images"]).shape == (2, height, width, specs["images"].shape[3])
+
+
+def test_export_script_reads_a_checkpoint_or_model_keras(tmp_path):
+    overrides = tiny_overrides(tmp_path)["unet"]
+    roots = dict(logs_root=str(tmp_path / "logs"), models_root=str(tmp_path / "models"))
+    task, config = bench.make_config("unet", {**overrides, **roots, "run_name": "tiny", "epochs": 1,
+                                              "steps_per_epoch": 2, "save_every_steps": 0})
+    result = runner.train(task, config, verbose=0)
+    flags = ["--run", "unet/tiny", "--logs-root", roots["logs_root"], "--models-root", roots["models_root"],
+             "--examples", "4", "--calibration-examples", "2"]
+    assert export_script.main(flags + ["--formats", "savedmodel,tflite-int8", "--version", "7"]) == 0
+    model_dir = result.paths.model_dir
+    assert (model_dir / "serving" / "7" / "saved_model.pb").is_file() and (model_dir / "model_int8.tflite").is_file()
+    runner.save_keras_model(result.model, result.paths.keras_file)
+    assert export_script.main(flags + ["--formats", "savedmodel"]) == 0
+    served = export.run_saved_model(model_dir / "serving" / "8", {"images": np.zeros((1, 32, 48, 1), np.uint8)})
+    expected = export.run_saved_model(model_dir / "serving" / "7", {"images": np.zeros((1, 32, 48, 1), np.uint8)})
+    np.testing.assert_allclose(served["mask_probability"], expected["mask_probability"], atol=1e-6)
+    with pytest.raises(ValueError, match="TASK/RUN"):
+        export_script.main(["--run", "tiny"])
