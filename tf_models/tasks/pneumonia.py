@@ -34,8 +34,8 @@ class PneumoniaConfig(config_lib.TrainConfig):
     blocks: int = option(4, "number of conv/BN/ReLU/pool blocks")
     dense_units: int = option(128, "width of the dense head (0: none)")
     dropout: float = option(0.3, "dropout before the logit")
-    normalization: str = option("rescale", "rescale (grey levels / 255), per_image (zero mean, unit variance) "
-                                          "or equalize (histogram equalization, then / 255)")
+    normalization: str = option("per_image", "per_image (zero mean, unit variance), rescale (grey levels / 255) "
+                                             "or equalize (histogram equalization, then / 255)")
     validation_fraction: float = option(0.1, "share of train/ patients carved out for validation")
     augment: bool = option(True, "rotation, zoom, shift, brightness and contrast on training images")
     hflip: bool = option(False, "also flip horizontally (off: the heart is on the left)")
