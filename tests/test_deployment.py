@@ -114,7 +114,7 @@ def test_export_script_reads_a_checkpoint_or_model_keras(tmp_path):
     assert export_script.main(flags + ["--formats", "savedmodel,tflite-int8", "--version", "7"]) == 0
     model_dir = result.paths.model_dir
     assert (model_dir / "serving" / "7" / "saved_model.pb").is_file() and (model_dir / "model_int8.tflite").is_file()
-    runner.save_keras_model(result.model, result.paths.keras_file)
+    runs.save_keras_model(result.model, result.paths.keras_file)
     assert export_script.main(flags + ["--formats", "savedmodel"]) == 0
     served = export.run_saved_model(model_dir / "serving" / "8", {"images": np.zeros((1, 32, 48, 1), np.uint8)})
     expected = export.run_saved_model(model_dir / "serving" / "7", {"images": np.zeros((1, 32, 48, 1), np.uint8)})

@@ -132,7 +132,7 @@ def benchmark_task(task_name, overrides, settings):
         paths.make_dirs()
         _, report = export.export_task(task, model, config, paths, export.FORMATS, None, settings.parity_examples,
                                        settings.calibration_examples)
-        keras_file = runner.save_keras_model(task.inference_model(model), paths.model_dir / "inference.keras")
+        keras_file = runs.save_keras_model(task.inference_model(model), paths.model_dir / "inference.keras")
         sizes = {"keras": keras_file.stat().st_size}
         sizes.update({name: entry["size_bytes"] for name, entry in report["formats"].items()})
         inputs, _ = task.deployment_examples(model, config, "validation", config.batch_size)
