@@ -22,9 +22,7 @@ images/s), samples.png and losses.png.
 import argparse
 import sys
 
-from tf_models.core import config as config_lib
 from tf_models.core import runner
-from tf_models.tasks import dcgan as dcgan_task
 from tf_models.tasks import gan_experiments
 
 
@@ -34,13 +32,8 @@ def main(argv=None):
     parser.add_argument("--minutes", type=float, required=True, help="training time of each recipe")
     parser.add_argument("--name", default="", help="comparison folder logs/experiments/NAME (default: "
                                                     "recipes-<minutes>min); runs NAME-project, NAME-tutorial")
-    parser.add_argument("--evaluator", required=True, help="an evaluator run under saved_models/evaluator/")
-    parser.add_argument("--samples", type=int, default=5000, help="generated images per recipe (capped at half "
-                                                                     "the real test set)")
-    parser.add_argument("--evaluation-batch-size", type=int, default=500)
-    args, dcgan_argv = parser.parse_known_args(argv)
-    overrides = vars(config_lib.build_parser(dcgan_task.DCGANConfig, "DCGAN flags for both recipes")
-                     .parse_args(dcgan_argv))
+    gan_experiments.add_scoring_arguments(parser, "recipe")
+    args, overrides = gan_experiments.parse_with_dcgan_overrides(parser, argv, "DCGAN flags for both recipes")
     name = args.name or f"recipes-{args.minutes:g}min"
     runner.print_written(gan_experiments.compare_recipes(args.minutes, name, overrides, args.evaluator,
                                                          args.samples, args.evaluation_batch_size))

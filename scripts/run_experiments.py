@@ -21,7 +21,6 @@ samples.png (one grid per preset) and losses.png (loss curves per preset).
 import argparse
 import sys
 
-from tf_models.core import config as config_lib
 from tf_models.core import runner
 from tf_models.tasks import dcgan as dcgan_task
 from tf_models.tasks import gan_experiments
@@ -33,13 +32,8 @@ def main(argv=None):
     parser.add_argument("--presets", nargs="+", default=list(gan_experiments.DEFAULT_PRESETS),
                         help=f"DCGAN presets to train, one of {', '.join(dcgan_task.PRESETS)}")
     parser.add_argument("--name", default="presets", help="comparison folder logs/experiments/NAME; runs NAME-PRESET")
-    parser.add_argument("--evaluator", required=True, help="an evaluator run under saved_models/evaluator/")
-    parser.add_argument("--samples", type=int, default=5000, help="generated images per preset (capped at half "
-                                                                     "the real test set)")
-    parser.add_argument("--evaluation-batch-size", type=int, default=500)
-    args, dcgan_argv = parser.parse_known_args(argv)
-    overrides = vars(config_lib.build_parser(dcgan_task.DCGANConfig, "DCGAN flags for every preset")
-                     .parse_args(dcgan_argv))
+    gan_experiments.add_scoring_arguments(parser, "preset")
+    args, overrides = gan_experiments.parse_with_dcgan_overrides(parser, argv, "DCGAN flags for every preset")
     runner.print_written(gan_experiments.run_presets(args.presets, args.name, overrides, args.evaluator,
                                                      args.samples, args.evaluation_batch_size))
     return 0

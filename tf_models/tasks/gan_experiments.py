@@ -44,6 +44,21 @@ class TrainedRun:
     batch_size: int
 
 
+def add_scoring_arguments(parser, what):
+    """The scoring flags both experiment scripts share; `what` names a scored run ("preset", "recipe")."""
+    parser.add_argument("--evaluator", required=True, help="an evaluator run under saved_models/evaluator/")
+    parser.add_argument("--samples", type=int, default=5000,
+                        help=f"generated images per {what} (capped at half the real test set)")
+    parser.add_argument("--evaluation-batch-size", type=int, default=500)
+
+
+def parse_with_dcgan_overrides(parser, argv, description):
+    """(the script's own args, {DCGAN field: value} of the train_dcgan.py flags after them)."""
+    args, dcgan_argv = parser.parse_known_args(argv)
+    overrides = vars(config_lib.build_parser(dcgan_task.DCGANConfig, description).parse_args(dcgan_argv))
+    return args, overrides
+
+
 def _clock(paths):
     return callbacks_lib.TrainingClock.read(paths.log_dir / callbacks_lib.TrainingClock.FILE_NAME)
 
