@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO_ROOT, shared_dataset
-from tf_models.core import fault_suite, faults, runs
+from tf_models.core import artifact_checks, fault_suite, faults, runs
 
 
 @pytest.mark.parametrize("text", ["export", "export:0", "nowhere:1", "train_step:x"])
@@ -43,7 +43,7 @@ def test_scan_finds_damaged_files_and_lists_temporaries_apart(tmp_path):
     (model_dir / "model.keras").write_bytes(b"PK\x03\x04 cut off")
     (model_dir / "model.tflite").write_bytes(b"")
     (model_dir / ".model.keras.tmp-abc.keras").write_bytes(b"half")
-    corrupted, temporaries = fault_suite.scan_run(log_dir, model_dir)
+    corrupted, temporaries = artifact_checks.scan_run(log_dir, model_dir)
     assert sorted(pathlib.Path(path).name for path, _ in corrupted) == ["history.csv", "model.keras", "model.tflite"]
     assert [pathlib.Path(path).name for path in temporaries] == [".model.keras.tmp-abc.keras"]
 

@@ -22,7 +22,6 @@ that `scripts/fault_suite.py` and `tests/test_fault_suite.py` run one harness.
 
 import csv
 import dataclasses
-import json
 import os
 import pathlib
 import random
@@ -33,12 +32,11 @@ import subprocess
 import sys
 import time
 
-from tf_models.core import faults, runs
+from tf_models.core import artifact_checks, faults, runs
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 FAULT_KINDS = ("random", "train_step", "checkpoint_save", "sigterm", "sigint", "export")
 _RESUMING = re.compile(r"Resuming \S+ from (\S+) \(epoch (\d+), step (\d+)\)")
-_STATE_KEY = "state/{}/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 @dataclasses.dataclass
@@ -135,108 +133,6 @@ def fault_plan(kills, rng):
     while len(plan) < kills - 1:
         plan += rng.sample(training, len(training))
     return plan[: kills - 1] + ["export"] if kills else []
-
-
-# ---------------------------------------------------------------- checks of a run's files
-
-
-def _check_checkpoint(prefix):
-    import tensorflow as tf
-
-    reader = tf.train.load_checkpoint(str(prefix))
-    for key in reader.get_variable_to_shape_map():
-        reader.get_tensor(key)
-
-
-def _check_keras(path):
-    import keras
-
-    import tf_models.dcgan  # noqa: F401 - registers the serializable classes
-    import tf_models.pix2pix  # noqa: F401
-    import tf_models.unet  # noqa: F401
-
-    keras.saving.load_model(path, safe_mode=True, compile=False)
-
-
-def _check_saved_model(path):
-    import tensorflow as tf
-
-    if "serving_default" not in tf.saved_model.load(str(path)).signatures:
-        raise ValueError("no serving_default signature")
-
-
-def _check_tflite(path):
-    import tensorflow as tf
-
-    tf.lite.Interpreter(model_path=str(path)).allocate_tensors()
-
-
-def _check_csv(path):
-    with open(path, newline="") as file:
-        rows = list(csv.reader(file))
-    if not rows or any(len(row) != len(rows[0]) for row in rows):
-        raise ValueError("ragged or empty CSV")
-
-
-def _check_image(path):
-    import imageio.v3 as iio
-
-    iio.imread(path, index=None if path.suffix == ".gif" else 0)
-
-
-_FILE_CHECKS = {".keras": _check_keras, ".tflite": _check_tflite, ".json": lambda p: json.loads(p.read_text()),
-                ".csv": _check_csv, ".png": _check_image, ".gif": _check_image}
-
-
-def is_temporary(path):
-    name = pathlib.Path(path).name
-    return (name.startswith(".") and runs.TEMPORARY_MARKER in name) or name.endswith("_temp")
-
-
-def scan_run(log_dir, model_dir):
-    """(corrupted [(path, error)], temporaries [path]) of one run's folders.
-
-    Every file at a final name must load: each checkpoint's tensors, .keras
-    files in safe mode, each serving/<N> SavedModel, TFLite, JSON, CSV,
-    PNG and GIF. Temporaries (a killed writer's leftovers, removed by the
-    next start) are listed apart. TensorBoard event files are append-only
-    logs whose readers skip a cut-off last record; they are not checked.
-    """
-    corrupted, temporaries = [], []
-    checked = []
-    for root in (pathlib.Path(log_dir), pathlib.Path(model_dir)):
-        if not root.is_dir():
-            continue
-        for path in sorted(root.rglob("*")):
-            if any(is_temporary(part) for part in path.relative_to(root).parts):
-                if is_temporary(path):
-                    temporaries.append(path)
-                continue
-            if path.parent.name == "checkpoints" and path.suffix == ".index":
-                checked.append((path.with_suffix(""), _check_checkpoint))
-            elif path.parent.name == "serving" and path.is_dir() and path.name.isdigit():
-                checked.append((path, _check_saved_model))
-            elif path.is_file() and path.suffix in _FILE_CHECKS and "checkpoints" not in path.parts \
-                    and "serving" not in path.parts:
-                checked.append((path, _FILE_CHECKS[path.suffix]))
-    for path, check in checked:
-        try:
-            check(path)
-        except Exception as error:  # each loader raises its own types for a damaged file
-            corrupted.append((str(path), f"{type(error).__name__}: {str(error)[:200]}"))
-    return corrupted, [str(path) for path in temporaries]
-
-
-def checkpoint_state(checkpoint_dir):
-    """{"path", "step", "epoch", "step_in_epoch"} of the latest checkpoint, or None."""
-    import tensorflow as tf
-
-    latest = tf.train.latest_checkpoint(str(checkpoint_dir))
-    if latest is None:
-        return None
-    reader = tf.train.load_checkpoint(latest)
-    state = {name: int(reader.get_tensor(_STATE_KEY.format(name))) for name in ("step", "epoch", "step_in_epoch")}
-    return {"path": latest, **state}
 
 
 # ---------------------------------------------------------------- one start of a trainer
@@ -371,13 +267,13 @@ def run_trainer(trainer, kills, work_dir, seed=0, epochs=None, fault_kinds=None,
         event.update(_check_resume(start, expected))
         report["resumes_checked"] += event["resume_checked"]
         report["resumes_succeeded"] += event["resume_ok"]
-        state = checkpoint_state(paths.checkpoint_dir)
+        state = artifact_checks.checkpoint_state(paths.checkpoint_dir)
         reached = (expected["step"] if expected else 0) + start.steps_done
         event["checkpoint_step"] = state["step"] if state else 0
         event["steps_repeated"] = max(0, reached - event["checkpoint_step"])
         event["counters_consistent"] = state is None or (
             state["step"] == state["epoch"] * trainer.steps_per_epoch + state["step_in_epoch"])
-        corrupted, temporaries = scan_run(paths.log_dir, paths.model_dir)
+        corrupted, temporaries = artifact_checks.scan_run(paths.log_dir, paths.model_dir)
         event["corrupted"], event["temporaries"] = corrupted, len(temporaries)
         report["corrupted_files"] += corrupted
         if kind:
@@ -427,9 +323,10 @@ def _history_epochs(path):
 def _load_final_artifacts(paths):
     results = {}
     serving = sorted((p for p in paths.serving_dir.glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
-    for name, path, check in (("model.keras", paths.keras_file, _check_keras),
-                              ("saved_model", serving[-1] if serving else paths.serving_dir / "1", _check_saved_model),
-                              ("model.tflite", paths.tflite_file, _check_tflite)):
+    saved_model = serving[-1] if serving else paths.serving_dir / "1"
+    for name, path, check in (("model.keras", paths.keras_file, artifact_checks.check_keras),
+                              ("saved_model", saved_model, artifact_checks.check_saved_model),
+                              ("model.tflite", paths.tflite_file, artifact_checks.check_tflite)):
         try:
             check(path)
             results[name] = "ok"
