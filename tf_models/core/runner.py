@@ -185,6 +185,23 @@ def _train(task, config, strategy, chief, paths, checkpoint_dir, verbose):
     return RunResult(paths, model, history.history if history else {}, restored, written)
 
 
+def stored_config(paths, config_class):
+    """The config a run was trained with (its config.json), as `config_class`."""
+    if not paths.config_file.is_file():
+        raise ValueError(f"{paths.config_file}: no config; is {paths.task}/{paths.run_name} a trained run?")
+    stored = json.loads(paths.config_file.read_text())
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    return config_class(**{key: value for key, value in stored.items() if key in fields})
+
+
+def restore_latest_checkpoint(task, model, paths):
+    """Restores the run's latest readable checkpoint into `model`; ValueError when there is none."""
+    keeper = checkpoints.CheckpointKeeper(paths.checkpoint_dir, model=model, **task.checkpoint_items(model))
+    if keeper.restore() is None:
+        raise ValueError(f"{paths.checkpoint_dir}: no checkpoint to restore.")
+    return model
+
+
 def load_run(task, config_class, run_name, logs_root="logs", models_root="saved_models"):
     """(model, config, paths) of a trained run: its config.json, then model.keras or the latest checkpoint.
 
@@ -192,21 +209,14 @@ def load_run(task, config_class, run_name, logs_root="logs", models_root="saved_
     the deployment examples come from it).
     """
     paths = runs.RunPaths(task.name, run_name, logs_root, models_root)
-    if not paths.config_file.is_file():
-        raise ValueError(f"{paths.config_file}: no config; is {task.name}/{run_name} a trained run?")
-    stored = json.loads(paths.config_file.read_text())
-    fields = {field.name for field in dataclasses.fields(config_class)}
-    config = config_class(**{key: value for key, value in stored.items() if key in fields})
+    config = stored_config(paths, config_class)
     task.build_data(config)
     model = task.build_model(config)
     if paths.keras_file.is_file():
         trained = keras.saving.load_model(paths.keras_file, compile=False)
         model.set_weights(trained.get_weights())
         return model, config, paths
-    keeper = checkpoints.CheckpointKeeper(paths.checkpoint_dir, model=model, **task.checkpoint_items(model))
-    if keeper.restore() is None:
-        raise ValueError(f"{paths.model_dir}: neither model.keras nor a checkpoint to restore.")
-    return model, config, paths
+    return restore_latest_checkpoint(task, model, paths), config, paths
 
 
 def main(task, config_class, presets, doc, argv=None, extra_paths=(), next_step=""):

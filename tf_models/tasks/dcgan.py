@@ -214,22 +214,10 @@ class GanQuality(keras.callbacks.Callback):
 
 
 def restore_from_checkpoint(paths):
-    """Rebuilds a run's DCGAN from its config.json and restores its latest checkpoint."""
-    import json
-
-    from tf_models.core import checkpoints
-
-    if not paths.config_file.is_file():
-        raise ValueError(f"{paths.config_file}: no config for run {paths.run_name!r}.")
-    stored = json.loads(paths.config_file.read_text())
-    fields = {field.name for field in dataclasses.fields(DCGANConfig)}
-    config = DCGANConfig(**{key: value for key, value in stored.items() if key in fields})
+    """Rebuilds a run's DCGAN from its config.json and restores its latest checkpoint (no data needed)."""
     task = DCGANTask()
-    model = task.build_model(config)
-    keeper = checkpoints.CheckpointKeeper(paths.checkpoint_dir, model=model, **task.checkpoint_items(model))
-    if keeper.restore() is None:
-        raise ValueError(f"{paths.checkpoint_dir}: no checkpoint to restore.")
-    return model
+    model = task.build_model(runner.stored_config(paths, DCGANConfig))
+    return runner.restore_latest_checkpoint(task, model, paths)
 
 
 def serving_endpoints(generator):
