@@ -227,13 +227,15 @@ def class_counts(labels):
 
 
 def build_pneumonia_data(
-    root, image_size, batch_size, validation_fraction=0.1, seed=0, augment=True, hflip=False, shuffle_buffer=10_000
+    root, image_size, batch_size, validation_fraction=0.1, seed=0, augment=True, hflip=False, shuffle_buffer=10_000,
+    augment_ranges=None,
 ):
     """Training batches (image, label, class weight) and validation batches (image, label).
 
     Images are float32 grey levels [B, S, S, 1] in [0, 255], labels float32
     [B, 1] (1 = PNEUMONIA). `make_dataset(epoch)` is endless and a function of
-    (seed, epoch): shuffling and augmentation are seeded per epoch.
+    (seed, epoch): shuffling and augmentation are seeded per epoch. `augment_ranges`
+    overrides `xray_augmentation`'s ranges (rotation, zoom, shift, brightness, contrast).
     """
     splits, skipped = pneumonia_file_splits(root, validation_fraction, seed, splits=("train", "validation"))
     (train_paths, train_labels), (validation_paths, validation_labels) = splits["train"], splits["validation"]
@@ -245,7 +247,7 @@ def build_pneumonia_data(
     validation = grayscale_dataset(validation_paths, validation_labels, image_size)
 
     def make_dataset(epoch):
-        augmentation = xray_augmentation(seed * 1000 + epoch, hflip=hflip) if augment else None
+        augmentation = xray_augmentation(seed * 1000 + epoch, hflip=hflip, **(augment_ranges or {})) if augment else None
 
         def finish(image, label):
             image = tf.cast(image, tf.float32)

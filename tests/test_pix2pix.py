@@ -20,15 +20,29 @@ def tiny_model(**kwargs):
     return model
 
 
-@pytest.mark.parametrize("residual", [True, False])
-def test_shapes_range_and_config_round_trip(residual):
-    model = tiny_model(residual=residual, norm="batch")
+@pytest.mark.parametrize("residual, full_resolution_filters", [(True, 0), (False, 0), (True, 4)])
+def test_shapes_range_and_config_round_trip(residual, full_resolution_filters):
+    model = tiny_model(residual=residual, norm="batch", full_resolution_filters=full_resolution_filters)
     images = tf.random.uniform((2, 32, 40, 1), -1, 1)
     enhanced = model.generator(images)
     assert enhanced.shape == (2, 32, 40, 1) and float(tf.reduce_max(tf.abs(enhanced))) <= 1.0
     assert model.discriminator([images, enhanced]).shape == (2, 4, 5, 1)
     clone = pix2pix.Pix2Pix.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
+
+
+def test_full_resolution_filters_add_convolutions_at_the_input_resolution():
+    def full_resolution_convolutions(generator):
+        convolutions = [layer for layer in generator.layers if isinstance(layer, keras.layers.Conv2D)]
+        outputs = keras.Model(generator.input, [layer.output for layer in convolutions])(tf.zeros((1, 32, 32, 1)))
+        return [layer for layer, output in zip(convolutions, outputs) if output.shape[1] == 32]
+
+    widened = pix2pix.build_generator(1, 8, 3, full_resolution_filters=4)
+    plain = pix2pix.build_generator(1, 8, 3, full_resolution_filters=0)
+    assert [layer.filters for layer in full_resolution_convolutions(widened)] == [4, 4, 4, 4, 1]
+    assert full_resolution_convolutions(plain) == []
+    with pytest.raises(ValueError, match="full_resolution_filters"):
+        pix2pix.build_generator(1, 8, 3, full_resolution_filters=-1)
 
 
 def test_residual_generator_starts_near_the_identity():

@@ -17,6 +17,13 @@ Choices for enhancement, all options:
   normalisation, as its map can be 1x1.
 - Dropout in the first `dropout_blocks` decoder blocks is active in training
   only; inference (`training=False`, and so every export) is deterministic.
+- `full_resolution_filters=F` (0 in the paper): two 3x3 convolutions of F
+  filters at the input's resolution before the first stride-2 block, and two
+  after the last transposed one, joined by a skip. The paper's U-Net has no
+  layer at full resolution (its first convolution has stride 2 and its last
+  is a stride-2 transposed convolution), so every output pixel is painted
+  from half-resolution features; a denoiser needs to look at each pixel's
+  own neighbourhood.
 """
 
 import keras
@@ -39,16 +46,27 @@ def _encoder_filters(filters, block):
     return filters * min(2**block, 8)
 
 
+def _full_resolution_convolutions(x, filters):
+    for _ in range(2):
+        x = keras.layers.Conv2D(filters, 3, padding="same")(x)
+        x = keras.layers.LeakyReLU(0.2)(x)
+    return x
+
+
 def build_generator(channels=1, filters=64, depth=8, norm="instance", dropout_blocks=3, residual=True,
-                    name="generator"):
+                    full_resolution_filters=0, name="generator"):
     """U-Net: `depth` stride-2 4x4 convolutions down, as many transposed ones up, with skips.
 
     Inputs are [N, H, W, channels] in [-1, 1] with H and W divisible by 2**depth.
     """
     if norm not in NORMS:
         raise ValueError(f"Unknown norm {norm!r}; choose one of {', '.join(NORMS)}.")
+    if full_resolution_filters < 0:
+        raise ValueError(f"full_resolution_filters must be 0 (none) or positive, got {full_resolution_filters}.")
     inputs = keras.Input(shape=(None, None, channels), name="image")
     x = inputs
+    if full_resolution_filters:
+        x = full_resolution_skip = _full_resolution_convolutions(x, full_resolution_filters)
     skips = []
     for block in range(depth):
         x = keras.layers.Conv2D(_encoder_filters(filters, block), 4, strides=2, padding="same", use_bias=False)(x)
@@ -64,7 +82,14 @@ def build_generator(channels=1, filters=64, depth=8, norm="instance", dropout_bl
             x = strategy.dropout(0.5)(x)
         x = keras.layers.ReLU()(x)
         x = keras.layers.Concatenate()([x, skips[block]])
-    x = keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same", dtype="float32")(x)
+    if full_resolution_filters:
+        x = keras.layers.Conv2DTranspose(full_resolution_filters, 4, strides=2, padding="same")(x)
+        x = keras.layers.ReLU()(x)
+        x = keras.layers.Concatenate()([x, full_resolution_skip])
+        x = _full_resolution_convolutions(x, full_resolution_filters)
+        x = keras.layers.Conv2D(channels, 3, padding="same", dtype="float32")(x)
+    else:
+        x = keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same", dtype="float32")(x)
     if residual:
         outputs = keras.layers.Add(dtype="float32")([inputs, x])
         outputs = keras.layers.Activation("hard_tanh", dtype="float32", name="enhanced")(outputs)
@@ -107,6 +132,7 @@ class Pix2Pix(adversarial.AdversarialModel):
         norm: `instance`, `batch` or `none`.
         dropout_blocks: decoder blocks with dropout (training only).
         residual: predict a correction added to the input.
+        full_resolution_filters: width of the full-resolution stem and head (0: none, as in the paper).
 
     Example:
 
@@ -119,7 +145,8 @@ class Pix2Pix(adversarial.AdversarialModel):
     """
 
     def __init__(self, channels=1, generator_filters=64, generator_depth=8, discriminator_filters=64,
-                 l1_weight=100.0, norm="instance", dropout_blocks=3, residual=True, **kwargs):
+                 l1_weight=100.0, norm="instance", dropout_blocks=3, residual=True, full_resolution_filters=0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
         self.generator_filters = generator_filters
@@ -129,7 +156,9 @@ class Pix2Pix(adversarial.AdversarialModel):
         self.norm = norm
         self.dropout_blocks = dropout_blocks
         self.residual = residual
-        self.generator = build_generator(channels, generator_filters, generator_depth, norm, dropout_blocks, residual)
+        self.full_resolution_filters = full_resolution_filters
+        self.generator = build_generator(channels, generator_filters, generator_depth, norm, dropout_blocks, residual,
+                                         full_resolution_filters)
         self.discriminator = build_discriminator(channels, discriminator_filters, norm)
         self.trackers = {
             name: keras.metrics.Mean(name=name)
@@ -143,7 +172,7 @@ class Pix2Pix(adversarial.AdversarialModel):
             channels=self.channels, generator_filters=self.generator_filters,
             generator_depth=self.generator_depth, discriminator_filters=self.discriminator_filters,
             l1_weight=self.l1_weight, norm=self.norm, dropout_blocks=self.dropout_blocks,
-            residual=self.residual,
+            residual=self.residual, full_resolution_filters=self.full_resolution_filters,
         )
         return config
 

@@ -31,6 +31,8 @@ class Pix2PixConfig(config_lib.TrainConfig):
     norm: str = option("instance", "instance, batch or none")
     dropout_blocks: int = option(3, "decoder blocks with dropout (training only)")
     residual: bool = option(True, "predict a correction added to the input")
+    full_resolution_filters: int = option(0, "3x3 convolutions at full resolution around the U-Net (0: none, "
+                                             "as in the paper)")
     beta_1: float = option(0.5, "Adam beta_1 of both optimizers")
     sample_count: int = option(4, "held-out crops in each epoch's triplet figure")
 
@@ -74,6 +76,7 @@ class Pix2PixTask(runner.Task):
             channels=1, generator_filters=config.generator_filters, generator_depth=config.generator_depth,
             discriminator_filters=config.discriminator_filters, l1_weight=config.l1_weight, norm=config.norm,
             dropout_blocks=config.dropout_blocks, residual=config.residual,
+            full_resolution_filters=config.full_resolution_filters,
         )
         model.compile(keras.optimizers.Adam(beta_1=config.beta_1), keras.optimizers.Adam(beta_1=config.beta_1))
         for optimizer, rate in self.learning_rates(model, config):

@@ -38,6 +38,11 @@ class PneumoniaConfig(config_lib.TrainConfig):
                                              "or equalize (histogram equalization, then / 255)")
     validation_fraction: float = option(0.1, "share of train/ patients carved out for validation")
     augment: bool = option(True, "rotation, zoom, shift, brightness and contrast on training images")
+    rotation: float = option(0.03, "augmentation: largest rotation, a fraction of a full turn (0.03: about 11 degrees)")
+    zoom: float = option(0.1, "augmentation: largest zoom in or out, a fraction of the side")
+    shift: float = option(0.05, "augmentation: largest shift, a fraction of the side")
+    brightness: float = option(0.1, "augmentation: largest brightness change, a fraction of the grey range")
+    contrast: float = option(0.1, "augmentation: largest contrast change factor")
     hflip: bool = option(False, "also flip horizontally (off: the heart is on the left)")
     class_weighting: bool = option(True, "weight the loss by inverse class frequency of the training split")
     patience: int = option(5, "epochs without a better val_auc before early stopping")
@@ -77,6 +82,8 @@ def build_data(config):
     return classification.build_pneumonia_data(
         config.data, config.image_size, config.batch_size, config.validation_fraction, config.seed,
         augment=config.augment, hflip=config.hflip,
+        augment_ranges=dict(rotation=config.rotation, zoom=config.zoom, shift=config.shift,
+                            brightness=config.brightness, contrast=config.contrast),
     )
 
 
