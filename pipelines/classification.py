@@ -189,17 +189,20 @@ def grayscale_dataset(paths, labels, image_size):
     return cached
 
 
-def xray_augmentation(seed, rotation=0.03, zoom=0.1, shift=0.05, brightness=0.1, contrast=0.1, hflip=False):
+def xray_augmentation(seed, rotation=0.03, zoom=0.1, shift=0.05, brightness=0.1, contrast=0.1, hflip=False,
+                      aspect_zoom=False):
     """Keras preprocessing layers for float grey levels in [0, 255], seeded.
 
-    `rotation` is a fraction of a full turn (0.03: about ±11°). No horizontal
+    `rotation` is a fraction of a full turn (0.03: about ±11°). With
+    `aspect_zoom` the width is zoomed independently of the height, so the
+    framing of the chest varies (films are collimated differently). No horizontal
     flip unless `hflip`: a chest X-ray is not left-right symmetric (the heart
     sits left, and radiographs carry side markers), so a flipped image is not
     a plausible patient.
     """
     layers = [
         keras.layers.RandomRotation(rotation, fill_mode="constant", seed=seed),
-        keras.layers.RandomZoom(zoom, fill_mode="constant", seed=seed + 1),
+        keras.layers.RandomZoom(zoom, zoom if aspect_zoom else None, fill_mode="constant", seed=seed + 1),
         keras.layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed + 2),
         keras.layers.RandomBrightness(brightness, value_range=(0.0, 255.0), seed=seed + 3),
         keras.layers.RandomContrast(contrast, value_range=(0.0, 255.0), seed=seed + 4),
@@ -247,7 +250,8 @@ def build_pneumonia_data(
     validation = grayscale_dataset(validation_paths, validation_labels, image_size)
 
     def make_dataset(epoch):
-        augmentation = xray_augmentation(seed * 1000 + epoch, hflip=hflip, **(augment_ranges or {})) if augment else None
+        ranges = augment_ranges or {}
+        augmentation = xray_augmentation(seed * 1000 + epoch, hflip=hflip, **ranges) if augment else None
 
         def finish(image, label):
             image = tf.cast(image, tf.float32)

@@ -122,6 +122,26 @@ def tiny_model(image_size=32):
     return pneumonia_task.compile_model(model, 1e-2)
 
 
+def zoomed_square_aspects(aspect_zoom):
+    """Height / width of a centred white square after 16 seeded zoom-only augmentations."""
+    image = np.zeros((1, 64, 64, 1), np.float32)
+    image[:, 16:48, 16:48] = 255.0
+    augmentation = classification.xray_augmentation(
+        seed=0, rotation=0.0, zoom=0.3, shift=0.0, brightness=0.0, contrast=0.0, aspect_zoom=aspect_zoom
+    )
+    aspects = []
+    for _ in range(16):
+        rows, columns = np.nonzero(np.asarray(augmentation(image, training=True))[0, ..., 0] > 127)
+        aspects.append((np.ptp(rows) + 1) / (np.ptp(columns) + 1))
+    return np.asarray(aspects)
+
+
+def test_aspect_zoom_varies_the_framing_and_plain_zoom_keeps_it():
+    np.testing.assert_allclose(zoomed_square_aspects(aspect_zoom=False), 1.0, atol=0.07)
+    aspects = zoomed_square_aspects(aspect_zoom=True)
+    assert aspects.max() - aspects.min() > 0.2, aspects
+
+
 def test_model_shape_and_float32_logit():
     model = pneumonia.build_pneumonia_cnn(32, filters=4, blocks=3)
     logits = model(np.zeros((2, 32, 32, 1), np.float32))

@@ -40,6 +40,7 @@ class PneumoniaConfig(config_lib.TrainConfig):
     augment: bool = option(True, "rotation, zoom, shift, brightness and contrast on training images")
     rotation: float = option(0.03, "augmentation: largest rotation, a fraction of a full turn (0.03: about 11 degrees)")
     zoom: float = option(0.1, "augmentation: largest zoom in or out, a fraction of the side")
+    aspect_zoom: bool = option(False, "augmentation: zoom width and height independently (varies the framing)")
     shift: float = option(0.05, "augmentation: largest shift, a fraction of the side")
     brightness: float = option(0.1, "augmentation: largest brightness change, a fraction of the grey range")
     contrast: float = option(0.1, "augmentation: largest contrast change factor")
@@ -82,8 +83,8 @@ def build_data(config):
     return classification.build_pneumonia_data(
         config.data, config.image_size, config.batch_size, config.validation_fraction, config.seed,
         augment=config.augment, hflip=config.hflip,
-        augment_ranges=dict(rotation=config.rotation, zoom=config.zoom, shift=config.shift,
-                            brightness=config.brightness, contrast=config.contrast),
+        augment_ranges=dict(rotation=config.rotation, zoom=config.zoom, aspect_zoom=config.aspect_zoom,
+                            shift=config.shift, brightness=config.brightness, contrast=config.contrast),
     )
 
 
