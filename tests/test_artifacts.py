@@ -3,7 +3,6 @@
 import os
 
 import keras
-import numpy as np
 import pytest
 
 from tf_models.core import callbacks as callbacks_lib

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -86,6 +87,21 @@ def test_tiled_enhancement_equals_whole_image_for_a_local_model():
     assert tiled.shape == image.shape
 
 
+def test_enhancer_tiles_at_its_training_size_unless_asked_for_the_whole_image():
+    """A model whose output depends on the whole input's statistics (as instance norm does) sees only a tile."""
+    def signature(image):
+        return {"enhanced": image - tf.reduce_mean(image, axis=[1, 2, 3], keepdims=True) + 0.5}
+
+    enhancer = pix2pix_task.Enhancer(signature, size_multiple=8, tile_size=32)
+    image = np.zeros((64, 64, 1), np.float32)
+    image[:, 32:] = 0.8
+    whole = enhancer.enhance(image, tile=0)
+    np.testing.assert_allclose(whole, np.clip(image - 0.4 + 0.5, 0, 1), atol=1e-6)
+    tiled = enhancer.enhance(image)
+    np.testing.assert_allclose(tiled[:20, :20], 0.5, atol=1e-6)
+    assert not np.allclose(tiled, whole)
+
+
 def test_tiling_arguments_are_checked():
     with pytest.raises(ValueError, match="multiple of 8"):
         pix2pix.enhance_tiled(None, tf.zeros((40, 40, 1)), tile=30, overlap=4, size_multiple=8)
@@ -113,12 +129,13 @@ def test_train_export_evaluate_and_enhance_a_sixteen_bit_file(tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     metrics_json = (result.paths.log_dir / "evaluation" / "metrics.json").read_text()
     assert "baseline_breast_psnr" in metrics_json and "model_whole_ssim" in metrics_json
+    assert json.loads(metrics_json)["tile"] == 32, "evaluation tiles at the training crop size"
 
     scan = np.random.default_rng(0).integers(0, 65535, size=(45, 70), dtype=np.uint16)
     iio.imwrite(tmp_path / "scan16.png", scan)
     subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "enhance.py"), "--run", "tiny", str(tmp_path / "scan16.png"),
-         "--tile", "32", "--overlap", "4", "--output-dir", str(tmp_path / "out"),
+         "--output-dir", str(tmp_path / "out"),
          "--logs-root", roots["logs_root"], "--models-root", roots["models_root"]],
         check=True, capture_output=True, timeout=300,
     )

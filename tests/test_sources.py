@@ -1,8 +1,5 @@
-import pathlib
-
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from pipelines import images, sources
 from tests.conftest import shared_dataset, write_class_folders, write_idx

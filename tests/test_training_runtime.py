@@ -1,7 +1,6 @@
 """The shared runtime: runner, loop, checkpoints, resume after SIGKILL, NaN guard, config."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -6,7 +6,6 @@ takes that object and plain NumPy arrays and returns arrays and numbers.
 """
 
 import dataclasses
-import json
 import pathlib
 
 import numpy as np
@@ -63,28 +62,10 @@ def image_grid(images, columns=None, scale=2):
 # ---------------------------------------------------------------- Enhance (Pix2Pix)
 
 
-@dataclasses.dataclass
-class Enhancer:
-    """A Pix2Pix SavedModel's `enhance_float` signature, as a [-1, 1] generator, and its size multiple."""
-
-    signature: object
-    size_multiple: int
-
-    def __call__(self, batch, training=False):
-        return self.signature(image=(batch + 1.0) / 2.0)["enhanced"] * 2.0 - 1.0
-
-
 def load_enhancer(saved_model_dir):
-    import tensorflow as tf
+    from tf_models.tasks import pix2pix as pix2pix_task
 
-    saved_model_dir = pathlib.Path(saved_model_dir)
-    report = saved_model_dir.parents[1] / "export.json"
-    multiple = json.loads(report.read_text()).get("size_multiple", 256) if report.is_file() else 256
-    return Enhancer(tf.saved_model.load(str(saved_model_dir)).signatures["enhance_float"], int(multiple))
-
-
-def tile_size(enhancer, preferred=256):
-    return max(enhancer.size_multiple, preferred // enhancer.size_multiple * enhancer.size_multiple)
+    return pix2pix_task.load_enhancer(saved_model_dir)
 
 
 def run_enhance(enhancer, image, recipe="", seed=0):
@@ -97,13 +78,11 @@ def run_enhance(enhancer, image, recipe="", seed=0):
     import tensorflow as tf
 
     from pipelines import augment
-    from tf_models import metrics, pix2pix
+    from tf_models import metrics
 
     clean = np.asarray(image, np.float32)
     source = augment.degrade(tf.constant(clean), recipe, [seed, 0]).numpy() if recipe else clean
-    tile = tile_size(enhancer)
-    enhanced = pix2pix.enhance_tiled(enhancer, source * 2.0 - 1.0, tile, tile // 8, enhancer.size_multiple)
-    enhanced = np.clip((np.asarray(enhanced) + 1.0) / 2.0, 0.0, 1.0)
+    enhanced = enhancer.enhance(source)
     result = {"input": source, "enhanced": enhanced, "target": clean if recipe else None, "scores": None}
     if recipe:
         result["scores"] = {"input": metrics.image_quality(source, clean),

@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from tf_models import tutorial_dcgan
-from tf_models.core import benchmark, export, precision, runner, runs
+from tf_models.core import benchmark, export, precision, runs
 from tf_models.core import config as config_lib
 from tf_models.tasks import registry
 

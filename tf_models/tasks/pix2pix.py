@@ -1,6 +1,8 @@
 """The Pix2Pix enhancement task: paired data, model, triplet samples and export."""
 
 import dataclasses
+import json
+import pathlib
 
 import keras
 import numpy as np
@@ -118,6 +120,59 @@ class Pix2PixTask(runner.Task):
         return {"psnr": float(np.mean(scores))}
 
 
+@dataclasses.dataclass
+class Enhancer:
+    """A run's exported `enhance_float` signature as a [-1, 1] generator callable.
+
+    `tile_size` is the side of the crops the model was trained on. Instance
+    normalisation takes its statistics over whatever area it is given, so a
+    whole 512-pixel mammogram (mostly black background) is normalised
+    differently from the 128-pixel crops of training; enhancing by tiles of
+    the training size keeps the statistics the model learned with (measured:
+    +3.6 dB PSNR on the held-out mammograms, README).
+    """
+
+    signature: object
+    size_multiple: int
+    tile_size: int
+
+    def __call__(self, batch, training=False):
+        return self.signature(image=(batch + 1.0) / 2.0)["enhanced"] * 2.0 - 1.0
+
+    def enhance(self, image, tile=None, overlap=None):
+        """Enhances a float [H, W, 1] image in [0, 1] by blended tiles (`tile` 0: whole image at once)."""
+        image = np.asarray(image, np.float32) * 2.0 - 1.0
+        tile = self.tile_size if tile is None else tile
+        if tile == 0:
+            height, width = image.shape[:2]
+            padding = [[0, -height % self.size_multiple], [0, -width % self.size_multiple], [0, 0]]
+            enhanced = self(tf.pad(image, padding, mode="REFLECT")[None])[0, :height, :width]
+        else:
+            overlap = tile // 8 if overlap is None else overlap
+            enhanced = pix2pix.enhance_tiled(self, image, tile, overlap, self.size_multiple)
+        return np.clip((enhanced.numpy() + 1.0) / 2.0, 0.0, 1.0)
+
+
+def load_enhancer(saved_model_dir):
+    """An `Enhancer` from `serving/<N>/`; sizes from the `export.json` two folders up (256 if absent)."""
+    saved_model_dir = pathlib.Path(saved_model_dir)
+    if not (saved_model_dir / "saved_model.pb").is_file():
+        raise ValueError(f"{saved_model_dir}: no exported SavedModel (train without --no-export).")
+    report_file = saved_model_dir.parents[1] / "export.json"
+    report = json.loads(report_file.read_text()) if report_file.is_file() else {}
+    multiple = int(report.get("size_multiple", 256))
+    signature = tf.saved_model.load(str(saved_model_dir)).signatures["enhance_float"]
+    return Enhancer(signature, multiple, int(report.get("tile_size", max(multiple, 256))))
+
+
+def latest_serving_dir(paths, version=None):
+    versions = sorted(int(p.name) for p in paths.serving_dir.glob("*") if p.name.isdigit())
+    if not versions:
+        raise ValueError(f"{paths.serving_dir}: no exported SavedModel for run {paths.run_name!r} "
+                         "(train without --no-export).")
+    return paths.serving_dir / str(version or versions[-1])
+
+
 def serving_endpoints(generator):
     """Raw images in, enhanced images out; H and W must divide by 2**depth.
 
@@ -155,7 +210,7 @@ def export_enhancer(generator, paths, image_size, depth, tflite=True):
     expected = np.round(np.clip((keras_output + 1.0) / 2.0, 0, 1) * 255.0)
     report = {"saved_model": str(serving_dir),
               "saved_model_vs_keras_max_abs": float(np.abs(saved["enhanced"] - expected).max()),
-              "size_multiple": 2**depth}
+              "size_multiple": 2**depth, "tile_size": image_size}
     if tflite:
         tflite_path = export_lib.export_tflite(serving_dir, paths.tflite_file)
         lite = export_lib.run_tflite(tflite_path, {"image": images})

@@ -1,8 +1,8 @@
 """`evaluate.py --task pix2pix`: MSE, PSNR and SSIM of the exported model on held-out images.
 
-Every held-out image is degraded with a fixed seed, enhanced whole by the
-run's SavedModel (`enhance_float` signature: the exported graph, inference
-mode), and scored on [0, 1] against its clean target: the prediction and, as
+Every held-out image is degraded with a fixed seed, enhanced by the run's
+SavedModel (`enhance_float` signature: the exported graph, inference mode) in
+blended tiles of the training crop size (`pix2pix.Enhancer`), and scored on [0, 1] against its clean target: the prediction and, as
 the baseline every number must be read against, the degraded input itself;
 over the whole image and inside the breast mask (`pipelines.paired.breast_mask`).
 """
@@ -18,6 +18,7 @@ import tensorflow as tf
 from pipelines import augment, paired
 from tf_models import metrics
 from tf_models.core import figures, runs
+from tf_models.tasks import pix2pix as pix2pix_task
 
 SCORES = ("mse", "psnr", "ssim")
 
@@ -27,6 +28,8 @@ def add_arguments(parser):
     parser.add_argument("--data", help="folder to evaluate (default: the run's own data and held-out split)")
     parser.add_argument("--degrade", help="degradation recipe (default: the run's own)")
     parser.add_argument("--version", type=int, help="SavedModel version (default: the newest)")
+    parser.add_argument("--tile", type=int, help="enhance by blended tiles of this side (default: the training crop "
+                                                 "size; 0: each image whole)")
     parser.add_argument("--figure-rows", type=int, default=4)
     parser.add_argument("--logs-root", default="logs")
     parser.add_argument("--models-root", default="saved_models")
@@ -36,22 +39,6 @@ def _run_config(paths):
     if not paths.config_file.is_file():
         raise ValueError(f"{paths.config_file}: no such run (train it with scripts/train_pix2pix.py).")
     return json.loads(paths.config_file.read_text())
-
-
-def _serving_function(paths, version):
-    versions = sorted(int(p.name) for p in paths.serving_dir.glob("*") if p.name.isdigit())
-    if not versions:
-        raise ValueError(f"{paths.serving_dir}: no exported SavedModel (train without --no-export).")
-    version = version or versions[-1]
-    return tf.saved_model.load(str(paths.serving_dir / str(version))).signatures["enhance_float"], version
-
-
-def enhance_whole(function, image, multiple):
-    """Reflect-pads [H, W, 1] to a multiple of `multiple`, enhances, crops back."""
-    height, width = image.shape[:2]
-    pad = [[0, -height % multiple], [0, -width % multiple], [0, 0]]
-    padded = tf.pad(image, pad, mode="REFLECT")
-    return function(image=padded[None])["enhanced"][0, :height, :width].numpy()
 
 
 def score_image(prediction, degraded, target, mask):
@@ -100,8 +87,9 @@ def evaluate(args):
     _, test_index = paired.split_indices(files.targets, config["test_fraction"], config["seed"])
     if args.data:
         test_index = np.arange(len(files.targets))
-    function, version = _serving_function(paths, args.version)
-    multiple = 2 ** config["generator_depth"]
+    serving_dir = pix2pix_task.latest_serving_dir(paths, args.version)
+    enhancer = pix2pix_task.load_enhancer(serving_dir)
+    tile = enhancer.tile_size if args.tile is None else args.tile
     rows, figure_rows = [], []
     for position, index in enumerate(test_index):
         target = next(iter(paired.load_grayscale_dataset([files.targets[index]])))
@@ -110,14 +98,15 @@ def evaluate(args):
             degraded = augment.degrade(target, recipe, seed)
         else:
             degraded = next(iter(paired.load_grayscale_dataset([files.inputs[index]])))
-        prediction = enhance_whole(function, degraded, multiple)
+        prediction = enhancer.enhance(degraded, tile)
         mask = paired.breast_mask(target).numpy()
         rows.append({"file": pathlib.Path(files.targets[index]).name,
                      **score_image(prediction, degraded.numpy(), target.numpy(), mask)})
         if len(figure_rows) < args.figure_rows:
             figure_rows.append([degraded.numpy(), target.numpy(), prediction,
                                 np.abs(prediction - target.numpy()) * 4])
-    summary = {"run": args.run, "saved_model_version": version, "recipe": recipe, "images": len(rows),
+    summary = {"run": args.run, "saved_model_version": int(serving_dir.name), "recipe": recipe, "images": len(rows),
+               "tile": tile or "whole image",
                "range": "[0, 1]", "psnr_cap_db": metrics.PSNR_CAP_DB, **summarize(rows)}
     output_dir = paths.log_dir / "evaluation"
     written = [
@@ -127,5 +116,7 @@ def evaluate(args):
         figures.plot_image_rows(figure_rows, ["Input (degraded)", "Ground truth", "Predicted", "|error| x4"],
                                 output_dir / "triplets.png", row_titles=[r["file"] for r in rows]),
     ]
-    print(f"{len(rows)} held-out images, recipe {recipe}, SavedModel version {version}:\n{table(summary)}")
+    tiling = f"tiles of {tile}" if tile else "whole images"
+    print(f"{len(rows)} held-out images, recipe {recipe}, SavedModel version {serving_dir.name}, {tiling}:\n"
+          f"{table(summary)}")
     return written

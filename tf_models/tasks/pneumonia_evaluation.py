@@ -7,7 +7,6 @@ accuracy`: maximum accuracy). test/ is only scored, never used to choose.
 """
 
 import json
-import pathlib
 
 import keras
 import matplotlib
