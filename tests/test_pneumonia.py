@@ -16,7 +16,7 @@ from sklearn import metrics as sklearn_metrics
 from pipelines import classification
 from tests.conftest import REPO_ROOT, shared_dataset
 from tf_models import pneumonia
-from tf_models.core import runs
+from tf_models.core import runner, runs
 from tf_models.tasks import pneumonia as pneumonia_task
 
 
@@ -281,3 +281,52 @@ def test_histogram_equalization_is_monotone_spreads_levels_and_matches_tflite(tm
     np.testing.assert_allclose(output, model(narrow), atol=1e-5)
     model.save(tmp_path / "model.keras")
     np.testing.assert_allclose(keras.models.load_model(tmp_path / "model.keras")(narrow), model(narrow), atol=1e-6)
+
+
+def test_ensemble_averages_member_logits_round_trips_and_explains(tmp_path):
+    first = tiny_model()
+    second = pneumonia.build_pneumonia_cnn(32, filters=4, blocks=2, dense_units=8, normalization="per_image")
+    ensemble = pneumonia.build_ensemble([first, second])
+    images = np.random.default_rng(0).uniform(0, 255, size=(3, 32, 32, 1)).astype("float32")
+    np.testing.assert_allclose(ensemble(images), (first(images) + second(images)) / 2.0, atol=1e-6)
+    ensemble.save(tmp_path / "ensemble.keras")
+    loaded = keras.models.load_model(tmp_path / "ensemble.keras")
+    np.testing.assert_allclose(loaded(images), ensemble(images), atol=1e-6)
+    assert [member.name for member in pneumonia.ensemble_members(loaded)] == ["member_0", "member_1"]
+    heatmaps = pneumonia.grad_cam(loaded, images)
+    assert heatmaps.shape == (3, 32, 32) and heatmaps.max() <= 1.0
+    with pytest.raises(ValueError, match="different input shapes"):
+        pneumonia.build_ensemble([tiny_model(32), tiny_model(48)])
+    with pytest.raises(ValueError, match="at least two"):
+        pneumonia.build_ensemble([tiny_model()])
+
+
+def save_member_run(root, run_name, data, image_size=32, seed=0):
+    paths = runs.RunPaths("pneumonia", run_name, root / "logs", root / "models").make_dirs()
+    runs.save_keras_model(tiny_model(image_size), paths.keras_file)
+    config = {"data": str(data), "image_size": image_size, "validation_fraction": 0.25, "seed": seed,
+              "batch_size": 4}
+    runs.write_json(paths.config_file, config)
+    runs.write_json(paths.log_dir / "training_time.json", {"seconds": 60.0, "steps": 10})
+    return paths
+
+
+def test_ensemble_run_chooses_its_threshold_exports_and_loads(tmp_path):
+    data = write_kermany(tmp_path / "xray")
+    for name in ("first", "second"):
+        save_member_run(tmp_path, name, data)
+    roots = dict(logs_root=tmp_path / "logs", models_root=tmp_path / "models")
+    pneumonia_task.build_ensemble_run(["first", "second"], "both", **roots)
+    paths = runs.RunPaths("pneumonia", "both", **roots)
+    assert pneumonia_task.load_threshold(paths.model_dir)["chosen_on"] == "validation split carved from train/"
+    report = runs.json.loads((paths.model_dir / "export.json").read_text())
+    assert report["saved_model_vs_keras_max_abs"] < 1e-5 and report["tflite_vs_keras_max_abs"] < 1e-5
+    assert runs.json.loads((paths.log_dir / "training_time.json").read_text())["seconds"] == 120.0
+    model, config, _ = runner.load_run(pneumonia_task.PneumoniaTask(), pneumonia_task.PneumoniaConfig, "both", **roots)
+    assert len(pneumonia.ensemble_members(model)) == 2 and config.image_size == 32
+
+    save_member_run(tmp_path, "other-seed", data, seed=1)
+    with pytest.raises(ValueError, match="differ in seed"):
+        pneumonia_task.build_ensemble_run(["first", "other-seed"], "mixed", **roots)
+    with pytest.raises(ValueError, match="missing-run"):
+        pneumonia_task.build_ensemble_run(["first", "missing-run"], "mixed", **roots)

@@ -118,6 +118,34 @@ def build_pneumonia_cnn(
     return keras.Model(inputs, logits, name=name)
 
 
+def build_ensemble(members, name="pneumonia_ensemble"):
+    """One model whose logit is the mean of the members' logits (a deep ensemble).
+
+    Each member keeps its own preprocessing, so members trained with other
+    normalizations or augmentations combine; they must take the same input
+    shape. Averaging independently trained networks makes the ranking less
+    dependent on any one network's shortcuts, which matters on a test split
+    shifted against training (Lakshminarayanan et al., 2017; Ovadia et al., 2019).
+    """
+    if len(members) < 2:
+        raise ValueError(f"An ensemble needs at least two members, got {len(members)}.")
+    shapes = {tuple(member.input_shape[1:]) for member in members}
+    if len(shapes) > 1:
+        raise ValueError(f"Ensemble members take different input shapes {sorted(shapes)}; train them at one size.")
+    inputs = keras.Input(members[0].input_shape[1:], name="images")
+    logits = []
+    for index, member in enumerate(members):
+        member.name = f"member_{index}"
+        logits.append(member(inputs))
+    outputs = keras.layers.Average(dtype="float32", name="logit")(logits)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def ensemble_members(model):
+    """The member networks of a `build_ensemble` model; [] for a single network."""
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+
+
 def last_conv_layer_name(model):
     names = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     if not names:
@@ -131,8 +159,13 @@ def grad_cam(model, images, layer_name=None):
     The gradients of the logit with respect to the feature maps of
     `layer_name` (default: the last Conv2D) are averaged over space into one
     weight per channel; the weighted, rectified sum of the maps is resized
-    to the input's spatial size and scaled to [0, 1] per image.
+    to the input's spatial size and scaled to [0, 1] per image. For an
+    ensemble, the members' heatmaps are averaged and scaled again.
     """
+    members = ensemble_members(model)
+    if members:
+        mean = np.mean([grad_cam(member, images, layer_name) for member in members], axis=0)
+        return mean / np.maximum(mean.max(axis=(1, 2), keepdims=True), 1e-12)
     layer = model.get_layer(layer_name or last_conv_layer_name(model))
     probe = keras.Model(model.inputs, [layer.output, model.output])
     images = tf.cast(tf.convert_to_tensor(images), tf.float32)

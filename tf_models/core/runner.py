@@ -26,7 +26,6 @@ task metric before and after quantization, through `export.export_task`):
 import contextlib
 import dataclasses
 import json
-import os
 import shutil
 import signal
 import sys
@@ -63,6 +62,11 @@ class Task:
 
     def deployment_score(self, outputs, targets):
         return {}
+
+    def adopt_saved_model(self, model, saved, config):
+        """The model a run's model.keras gives: `model` (built from the config) with `saved`'s weights."""
+        model.set_weights(saved.get_weights())
+        return model
 
 
 def print_written(paths):
@@ -214,8 +218,7 @@ def load_run(task, config_class, run_name, logs_root="logs", models_root="saved_
     model = task.build_model(config)
     if paths.keras_file.is_file():
         trained = keras.saving.load_model(paths.keras_file, compile=False)
-        model.set_weights(trained.get_weights())
-        return model, config, paths
+        return task.adopt_saved_model(model, trained, config), config, paths
     return restore_latest_checkpoint(task, model, paths), config, paths
 
 

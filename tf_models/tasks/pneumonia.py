@@ -122,6 +122,10 @@ class PneumoniaTask(runner.Task):
             keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.5, patience=2, min_lr=1e-6),
         ]
 
+    def adopt_saved_model(self, model, saved, config):
+        """The saved functional model itself: a single CNN or an ensemble (`build_ensemble_run`)."""
+        return compile_model(saved, config.learning_rate)
+
     def export(self, model, paths, config):
         validation = self.data.validation_dataset if self.data is not None else None
         return export_classifier(model, paths, validation, config.threshold_policy)
@@ -139,6 +143,64 @@ class PneumoniaTask(runner.Task):
         """Accuracy of the served `label` (the stored threshold) and ROC AUC of `probability`."""
         scores = pneumonia.binary_metrics(targets, outputs["probability"])
         return {"accuracy": float(np.mean(np.asarray(outputs["label"]) == targets)), "roc_auc": scores["roc_auc"]}
+
+
+ENSEMBLE_SHARED_FIELDS = ("data", "image_size", "validation_fraction", "seed")
+
+
+def build_ensemble_run(member_runs, run_name, logs_root="logs", models_root="saved_models", policy="youden"):
+    """A pneumonia run whose model averages the logits of trained runs; returns the files written.
+
+    The members must share the data, image size and validation split (seed,
+    fraction), so the threshold is chosen on images none of them trained on.
+    The new run gets model.keras, threshold.json, serving/, model.tflite and
+    a config.json naming its members; its training time is the members' sum.
+    """
+    if run_name in member_runs:
+        raise ValueError(f"The ensemble run {run_name!r} cannot also be one of its members.")
+    members, configs, clock = _load_members(member_runs, logs_root, models_root)
+    config = {**{field: configs[0][field] for field in ENSEMBLE_SHARED_FIELDS}, "run_name": run_name,
+              "batch_size": configs[0].get("batch_size", 32), "members": list(member_runs),
+              "threshold_policy": policy}
+    paths = runs.RunPaths("pneumonia", run_name, logs_root, models_root).make_dirs()
+    model = compile_model(pneumonia.build_ensemble(members), configs[0].get("learning_rate", 1e-3))
+    splits, _ = classification.pneumonia_file_splits(
+        config["data"], config["validation_fraction"], config["seed"], splits=("validation",)
+    )
+    validation = classification.batch_examples(
+        classification.grayscale_dataset(*splits["validation"], config["image_size"]), 32
+    )
+    written = [
+        runs.write_json(paths.config_file, config),
+        runs.write_json(paths.log_dir / "training_time.json", clock),
+        runs.save_keras_model(model, paths.keras_file),
+    ]
+    return written + export_classifier(model, paths, validation, policy)
+
+
+def _load_members(member_runs, logs_root, models_root):
+    """(models, configs, summed training clock) of the member runs; ValueError when they cannot combine."""
+    members, configs, seconds, untimed = [], [], 0.0, []
+    for member_run in member_runs:
+        paths = runs.RunPaths("pneumonia", member_run, logs_root, models_root)
+        if not paths.keras_file.is_file() or not paths.config_file.is_file():
+            raise ValueError(f"Member {member_run!r}: expected {paths.keras_file} and {paths.config_file}; "
+                             "train it first with scripts/train_pneumonia.py.")
+        configs.append(json.loads(paths.config_file.read_text()))
+        members.append(keras.saving.load_model(paths.keras_file, compile=False))
+        clock_file = paths.log_dir / "training_time.json"
+        if clock_file.is_file():
+            seconds += json.loads(clock_file.read_text())["seconds"]
+        else:
+            untimed.append(member_run)
+    for field in ENSEMBLE_SHARED_FIELDS:
+        values = {member_run: config[field] for member_run, config in zip(member_runs, configs)}
+        if len(set(map(str, values.values()))) > 1:
+            raise ValueError(f"Ensemble members differ in {field}: {values}; they must share "
+                             f"{', '.join(ENSEMBLE_SHARED_FIELDS)}.")
+    clock = {"seconds": None if untimed else seconds, "members": list(member_runs),
+             "members_without_clock": untimed}
+    return members, configs, clock
 
 
 def _unweighted(make_dataset):
