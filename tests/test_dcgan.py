@@ -56,9 +56,9 @@ def test_config_round_trip_and_keras_file(tmp_path):
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
 def test_precision_policies(policy):
     keras.mixed_precision.set_global_policy(policy)
-    model = compiled_gan()
+    model = compiled_gan(ema_decay=0.5)
     compute_dtype = keras.mixed_precision.global_policy().compute_dtype
-    for network in (model.generator, model.discriminator):
+    for network in (model.generator, model.average_generator, model.discriminator):
         assert all(variable.dtype == "float32" for variable in network.weights)
     assert model.generator.layers[2].compute_dtype == compute_dtype
     assert isinstance(model.generator_optimizer, keras.optimizers.LossScaleOptimizer) == (policy == "mixed_float16")
@@ -116,3 +116,67 @@ def test_tutorial_train_step_updates_both_networks():
     assert np.isfinite(float(generator_loss)) and np.isfinite(float(discriminator_loss))
     after = [generator.trainable_weights[0].numpy(), discriminator.trainable_weights[0].numpy()]
     assert all(not np.array_equal(b, a) for b, a in zip(before, after))
+
+
+def weights_of(network):
+    return [weight.numpy() for weight in network.weights]
+
+
+def test_average_generator_follows_the_generator_by_the_ema_rule():
+    """decay 0.5: average = 0.5 * (0.5 * g0 + 0.5 * g1) + 0.5 * g2, BatchNorm statistics included."""
+    model = compiled_gan(ema_decay=0.5)
+    real = tf.random.uniform((8, 28, 28, 1), -1, 1, seed=0)
+    history = [weights_of(model.generator)]
+    assert all(np.array_equal(a, g) for a, g in zip(weights_of(model.average_generator), history[0]))
+    for _ in range(2):
+        model.train_step(real)
+        history.append(weights_of(model.generator))
+    expected = [0.5 * (0.5 * g0 + 0.5 * g1) + 0.5 * g2 for g0, g1, g2 in zip(*history)]
+    names = [weight.path for weight in model.average_generator.weights]
+    assert any("moving_mean" in name for name in names)
+    for name, average, value in zip(names, weights_of(model.average_generator), expected):
+        np.testing.assert_allclose(average, value, rtol=1e-6, atol=1e-7, err_msg=name)
+    assert not all(np.array_equal(a, g) for a, g in zip(weights_of(model.average_generator), history[-1]))
+    assert model.average_generator.trainable_weights == []
+    assert len(model.trainable_weights) == len(model.generator.trainable_weights + model.discriminator.trainable_weights)
+
+
+def test_sampling_generator_is_the_average_only_when_ema_is_on():
+    plain = compiled_gan()
+    assert plain.sampling_generator is plain.generator and plain.average_generator is None
+    model = compiled_gan(ema_decay=0.5)
+    model.train_step(tf.random.uniform((8, 28, 28, 1), -1, 1, seed=0))
+    assert model.sampling_generator is model.average_generator
+    latent = keras.random.normal((3, 16), seed=4)
+    np.testing.assert_allclose(model.generate(3, seed=4), model.average_generator(latent), atol=1e-6)
+    assert np.abs(model.generate(3, seed=4) - model.generator(latent)).max() > 1e-5
+    with pytest.raises(ValueError, match="ema_decay"):
+        dcgan.DCGAN(ema_decay=1.0)
+
+
+def test_ema_config_round_trip_and_keras_file(tmp_path):
+    model = compiled_gan(ema_decay=0.5)
+    model.train_step(tf.random.uniform((8, 28, 28, 1), -1, 1, seed=0))
+    config = model.get_config()
+    assert config["ema_decay"] == 0.5
+    assert dcgan.DCGAN.from_config(config).get_config() == config
+    model.save(tmp_path / "gan.keras")
+    loaded = keras.models.load_model(tmp_path / "gan.keras")
+    for saved, restored in zip(weights_of(model.average_generator), weights_of(loaded.average_generator)):
+        np.testing.assert_array_equal(saved, restored)
+
+
+def test_checkpoint_saves_and_restores_the_average_generator(tmp_path):
+    from tf_models.core import checkpoints
+
+    model = compiled_gan(ema_decay=0.5)
+    model.train_step(tf.random.uniform((8, 28, 28, 1), -1, 1, seed=0))
+    path = checkpoints.CheckpointKeeper(tmp_path / "saved", model=model).save()
+    stored = [name for name, _ in tf.train.list_variables(path)]
+    assert any(name.startswith("model/average_generator/") for name in stored)
+    fresh = compiled_gan(ema_decay=0.5)
+    assert not np.array_equal(fresh.average_generator.weights[0].numpy(), model.average_generator.weights[0].numpy())
+    keeper = checkpoints.CheckpointKeeper(tmp_path / "saved", model=fresh)
+    assert keeper.restore() == path
+    for saved, restored in zip(weights_of(model.average_generator), weights_of(fresh.average_generator)):
+        np.testing.assert_array_equal(saved, restored)
