@@ -7,6 +7,9 @@ from pipelines import gan as gan_pipeline
 from tf_models import dcgan
 from tests.conftest import shared_dataset
 
+TINY_RUN = dict(data="digits", batch_size=16, steps_per_epoch=2, epochs=1, generator_filters=8, discriminator_filters=8,
+                latent_dim=16, sample_count=4, export=False, save_every_steps=0)
+
 
 def compiled_gan(**kwargs):
     model = dcgan.DCGAN(**{"generator_filters": 8, "discriminator_filters": 8, "latent_dim": 16, "seed": 1, **kwargs})
@@ -83,7 +86,7 @@ def test_fit_on_real_mnist_lowers_the_discriminator_loss():
 
 
 def test_tutorial_architecture_is_the_published_one():
-    model = compiled_gan(architecture="tutorial", latent_dim=100)
+    model = compiled_gan(architecture="tutorial", latent_dim=100, ema_decay=0.5)
     dense = [layer for layer in model.generator.layers if isinstance(layer, keras.layers.Dense)]
     assert [layer.units for layer in dense] == [7 * 7 * 256]
     transposed = [layer for layer in model.generator.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
@@ -95,6 +98,7 @@ def test_tutorial_architecture_is_the_published_one():
     clone = dcgan.DCGAN.from_config(model.get_config())
     assert clone.architecture == "tutorial"
     assert clone.generator.count_params() == model.generator.count_params()
+    assert model.average_generator.count_params() == model.generator.count_params()
 
 
 def test_tutorial_architecture_refuses_other_sizes_and_unknown_names():
@@ -180,3 +184,37 @@ def test_checkpoint_saves_and_restores_the_average_generator(tmp_path):
     assert keeper.restore() == path
     for saved, restored in zip(weights_of(model.average_generator), weights_of(fresh.average_generator)):
         np.testing.assert_array_equal(saved, restored)
+
+
+def test_the_task_samples_exports_and_restores_the_average_generator(tmp_path):
+    """Sample grids, serving, the exported network and the checkpoint restore of generate/evaluate use the average."""
+    from tf_models.core import config as config_lib
+    from tf_models.core import runner
+    from tf_models.tasks import dcgan as dcgan_task
+    from tf_models.tasks import gan_evaluation
+
+    config = config_lib.make_config(dcgan_task.DCGANConfig, run_name="ema", ema_decay=0.5,
+                                    logs_root=str(tmp_path / "logs"), models_root=str(tmp_path / "models"), **TINY_RUN)
+    task = dcgan_task.DCGANTask()
+    result = runner.train(task, config, verbose=0)
+    model = result.model
+    assert model.ema_decay == 0.5 and model.sampling_generator is model.average_generator
+    assert task.inference_model(model) is model.average_generator
+    average_images = model.average_generator(task.fixed_noise, training=False)
+    np.testing.assert_array_equal(task.callbacks(model, result.paths, config)[0].render(), average_images)
+    serve = task.serving_endpoints(model, result.paths)["serving_default"][0]
+    np.testing.assert_array_equal(serve(task.fixed_noise)["images"],
+                                  np.round((np.asarray(average_images) + 1.0) * 127.5).astype(np.uint8))
+    restored = gan_evaluation.load_run_generator(result.paths)
+    assert restored.name == "average_generator"
+    for trained, loaded in zip(weights_of(model.average_generator), weights_of(restored)):
+        np.testing.assert_array_equal(trained, loaded)
+
+
+def test_the_tutorial_step_refuses_a_weight_average():
+    from tf_models.core import config as config_lib
+    from tf_models.tasks import dcgan as dcgan_task
+
+    config = config_lib.make_config(dcgan_task.DCGANConfig, dcgan_task.PRESETS, preset="tutorial_step", ema_decay=0.9)
+    with pytest.raises(ValueError, match="ema-decay"):
+        dcgan_task.DCGANTask().resolve(config)
