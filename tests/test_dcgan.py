@@ -153,6 +153,7 @@ def test_sampling_generator_is_the_average_only_when_ema_is_on():
     assert model.sampling_generator is model.average_generator
     latent = keras.random.normal((3, 16), seed=4)
     np.testing.assert_allclose(model.generate(3, seed=4), model.average_generator(latent), atol=1e-6)
+    np.testing.assert_array_equal(model(latent), model.average_generator(latent))
     assert np.abs(model.generate(3, seed=4) - model.generator(latent)).max() > 1e-5
     with pytest.raises(ValueError, match="ema_decay"):
         dcgan.DCGAN(ema_decay=1.0)

@@ -135,11 +135,12 @@ class DCGAN(adversarial.AdversarialModel):
     update moves every weight, BatchNorm statistics included, to
     `ema_decay * average + (1 - ema_decay) * current`. Averaging the
     generator's iterates (Yazici et al., 2019, "The Unusual Effectiveness of
-    Averaging in GAN Training") damps the oscillation of adversarial training
-    and gives better samples than the last iterate, at no cost to training:
-    the average is never trained, only sampled. `sampling_generator` is the
-    network to sample from (the average when it exists), and `generate`,
-    the task's sample grids, exports and scoring all use it.
+    Averaging in GAN Training") damps the oscillation of adversarial training,
+    and the paper finds its samples better than the last iterate's; training
+    is unchanged: the average is never trained, only sampled.
+    `sampling_generator` is the network to sample from (the average when it
+    exists); `generate`, inference calls of the model, and the task's sample
+    grids, exports and scoring all use it.
 
     Example:
 
@@ -226,7 +227,7 @@ class DCGAN(adversarial.AdversarialModel):
         return self.average_generator if self.ema_decay else self.generator
 
     def call(self, latent, training=False):
-        return self.generator(latent, training=training)
+        return (self.generator if training else self.sampling_generator)(latent, training=training)
 
     def sample_latent(self, batch_size):
         return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
