@@ -38,7 +38,7 @@ def load_generator(model_path):
         from tf_models import dcgan  # noqa: F401 - registers the DCGAN class
 
         model = keras.saving.load_model(model_path, safe_mode=True)
-        return keras_generate(getattr(model, "generator", model))
+        return keras_generate(getattr(model, "sampling_generator", model))
     if (model_path / "saved_model.pb").is_file():
         import tensorflow as tf
 
@@ -75,7 +75,7 @@ def main(argv=None):
         else:
             from tf_models.tasks import dcgan as dcgan_task
 
-            generate = keras_generate(dcgan_task.restore_from_checkpoint(paths).generator)
+            generate = keras_generate(dcgan_task.restore_from_checkpoint(paths).sampling_generator)
     images = generate(args.count, args.seed)
     if args.output_dir:
         output_dir = pathlib.Path(args.output_dir)

@@ -8,7 +8,8 @@ JSON line with what it measured:
 
 TRAINER is dcgan, pix2pix, unet or pneumonia. Two checks: one step under
 MirroredStrategy (2 replicas) against the default strategy on the same
-global batch (with dropout where the model has it), and a run of one epoch
+global batch (with dropout where the model has it, the DCGAN's weight average
+included; every replica's copy of each weight is compared), and a run of one epoch
 under 2 replicas resumed under 1 in DIR. The run trains another model than
 the step under the same process's strategy, as a user's process training
 several runs does.
@@ -36,6 +37,8 @@ from tf_models.core import strategy as strategy_lib  # noqa: E402
 
 GLOBAL_BATCH = 8
 LEARNING_RATE = 0.1
+# The DCGAN keeps a weight average, updated by each replica on its own copy: the comparison covers it.
+EMA_DECAY = 0.5
 
 
 def _sgd():
@@ -43,7 +46,8 @@ def _sgd():
 
 
 def _dcgan():
-    model = dcgan.DCGAN(image_size=28, latent_dim=8, generator_filters=4, discriminator_filters=4, seed=0)
+    model = dcgan.DCGAN(image_size=28, latent_dim=8, generator_filters=4, discriminator_filters=4, seed=0,
+                        ema_decay=EMA_DECAY)
     model.compile(generator_optimizer=_sgd(), discriminator_optimizer=_sgd())
     return model
 
@@ -89,7 +93,8 @@ def one_step(name, strategy, initial=None):
     """Builds the model under `strategy`, runs one train step on the global batch.
 
     `initial` is (weights, random seed states) to start from; returns the
-    starting state, the weights after the step and the metrics.
+    starting state, the weights after the step (every replica's copy, stacked
+    on a first axis) and the metrics.
     """
     with strategy.scope():
         model = MODELS[name]()
@@ -102,7 +107,8 @@ def one_step(name, strategy, initial=None):
     step = loop.make_step_function(model.train_step, strategy, jit_compile=False)
     dataset = tf.data.Dataset.from_tensors(_batch(name))
     step(iter(strategy.experimental_distribute_dataset(dataset)))
-    after = [weight.numpy() for weight in model.weights]
+    after = [np.stack([np.asarray(copy) for copy in strategy.experimental_local_results(weight.value)])
+             for weight in model.weights]
     metrics = {key: float(value) for key, value in model.get_metrics_result().items()}
     return before, after, metrics
 
@@ -132,7 +138,8 @@ def _task_config(task_name, root):
     rng = np.random.default_rng(0)
     if task_name == "dcgan":
         from tf_models.tasks import dcgan as task
-        fields = dict(data="digits", generator_filters=4, discriminator_filters=4, latent_dim=8, sample_count=4)
+        fields = dict(data="digits", generator_filters=4, discriminator_filters=4, latent_dim=8, sample_count=4,
+                      ema_decay=EMA_DECAY)
     elif task_name == "pix2pix":
         from tf_models.tasks import pix2pix as task
         _write_pngs(root / "clean", [f"image{i}" for i in range(6)], 40, rng)

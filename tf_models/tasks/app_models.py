@@ -21,9 +21,9 @@ HEATMAP_OPACITY = 0.45
 
 
 def load_generator(artifact):
-    """The DCGAN generator of a run's model.keras."""
+    """The DCGAN generator to sample from (its weight average, if any) of a run's model.keras."""
     model = app_backend.load_keras(artifact)
-    return getattr(model, "generator", model)
+    return getattr(model, "sampling_generator", model)
 
 
 def latent_vectors(latent_dim, count, seed):

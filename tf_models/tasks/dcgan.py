@@ -26,6 +26,8 @@ class DCGANConfig(config_lib.TrainConfig):
     discriminator_learning_rate: float = option(0.0, "discriminator learning rate; 0 uses --learning-rate")
     beta_1: float = option(0.5, "Adam beta_1 of both optimizers")
     real_label: float = option(1.0, "discriminator target for real images (0.9: one-sided label smoothing)")
+    ema_decay: float = option(0.0, "decay of an exponential moving average of the generator's weights (e.g. 0.999; "
+                                   "0: off); samples, scores and exports then come from the average")
     architecture: str = option("dcgan", "dcgan (Radford et al.) or tutorial (the TF tutorial's 28x28 networks)")
     train_step: str = option("dcgan", "dcgan (the project's step) or tutorial (the TF tutorial's own step; "
                                       "tutorial networks, one device, no float16)")
@@ -36,12 +38,12 @@ class DCGANConfig(config_lib.TrainConfig):
 
 
 _FASHION_64 = dict(image_size=64, channels=1, latent_dim=100, generator_filters=32, discriminator_filters=32,
-                  batch_size=128, learning_rate=2e-4, beta_1=0.5, steps_per_epoch=200)
+                  batch_size=128, learning_rate=2e-4, beta_1=0.5, steps_per_epoch=200, ema_decay=0.999)
 
 PRESETS = {
     "demo": dict(data="digits", epochs=40, batch_size=64, generator_filters=32, discriminator_filters=32,
                  save_every_steps=100),
-    "mnist": dict(image_size=28, channels=1),
+    "mnist": dict(image_size=28, channels=1, ema_decay=0.999),
     "cifar10": dict(image_size=32, channels=3),
     # The Fashion-MNIST experiments at 64x64 (nz 100, ngf = ndf = 32, Adam(2e-4, 0.5)).
     "baseline": dict(_FASHION_64, epochs=10),
@@ -79,6 +81,9 @@ def _check_train_step(config):
         raise ValueError("--train-step tutorial runs the tutorial's step as published: one device "
                          f"(--strategy default, not {config.strategy!r}) and no loss scaling "
                          f"(--precision float32 or mixed_bfloat16, not {config.precision!r}).")
+    if config.ema_decay:
+        raise ValueError("--train-step tutorial runs the tutorial's step as published, which keeps no weight "
+                         f"average: leave out --ema-decay (given {config.ema_decay}).")
 
 
 class DCGANTask(runner.Task):
@@ -123,6 +128,7 @@ class DCGANTask(runner.Task):
             real_label=config.real_label,
             seed=config.seed,
             architecture=config.architecture,
+            ema_decay=config.ema_decay,
         )
         model.compile(
             generator_optimizer=keras.optimizers.Adam(beta_1=config.beta_1),
@@ -148,7 +154,7 @@ class DCGANTask(runner.Task):
 
     def callbacks(self, model, paths, config):
         grid = callbacks_lib.SampleGrid(
-            render=lambda: model.generator(self.fixed_noise, training=False),
+            render=lambda: model.sampling_generator(self.fixed_noise, training=False),
             samples_dir=paths.samples_dir,
             gif_path=paths.log_dir / "evolution.gif",
             log_dir=paths.log_dir,
@@ -158,13 +164,13 @@ class DCGANTask(runner.Task):
         return [grid, GanQuality(model, config, paths)]
 
     def export(self, model, paths, config):
-        return export_generator(model.generator, paths)
+        return export_generator(model.sampling_generator, paths)
 
     def inference_model(self, model):
-        return model.generator
+        return model.sampling_generator
 
     def serving_endpoints(self, model, paths):
-        return serving_endpoints(model.generator)
+        return serving_endpoints(model.sampling_generator)
 
     def deployment_examples(self, model, config, split, count):
         """Latent vectors (the generator's real input distribution); no targets."""
@@ -202,7 +208,7 @@ class GanQuality(keras.callbacks.Callback):
                 self.scorer, self.config.data, self.config.image_size, self.config.channels, 500,
                 self.config.tfds_data_dir or None,
             )
-        result = self.evaluation.compare(self.gan.generator, self.scorer, self.real, self.num_classes,
+        result = self.evaluation.compare(self.gan.sampling_generator, self.scorer, self.real, self.num_classes,
                                          self.config.evaluation_samples, 500, seed=self.config.seed)
         with self.writer.as_default():
             for key, value in result["generated"].items():

@@ -106,10 +106,10 @@ def load_run_generator(paths):
     if paths.keras_file.is_file():
         from tf_models import dcgan  # noqa: F401 - registers the DCGAN class
 
-        return keras.saving.load_model(paths.keras_file, safe_mode=True).generator
+        return keras.saving.load_model(paths.keras_file, safe_mode=True).sampling_generator
     from tf_models.tasks import dcgan as dcgan_task
 
-    return dcgan_task.restore_from_checkpoint(paths).generator
+    return dcgan_task.restore_from_checkpoint(paths).sampling_generator
 
 
 def evaluate(args):
