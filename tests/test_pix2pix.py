@@ -21,9 +21,11 @@ def tiny_model(**kwargs):
     return model
 
 
-@pytest.mark.parametrize("residual, full_resolution_filters", [(True, 0), (False, 0), (True, 4)])
-def test_shapes_range_and_config_round_trip(residual, full_resolution_filters):
-    model = tiny_model(residual=residual, norm="batch", full_resolution_filters=full_resolution_filters)
+@pytest.mark.parametrize("residual, full_resolution_filters, ema_decay", [(True, 0, 0.0), (False, 0, 0.0),
+                                                                         (True, 4, 0.9)])
+def test_shapes_range_and_config_round_trip(residual, full_resolution_filters, ema_decay):
+    model = tiny_model(residual=residual, norm="batch", full_resolution_filters=full_resolution_filters,
+                       ema_decay=ema_decay)
     images = tf.random.uniform((2, 32, 40, 1), -1, 1)
     enhanced = model.generator(images)
     assert enhanced.shape == (2, 32, 40, 1) and float(tf.reduce_max(tf.abs(enhanced))) <= 1.0
@@ -44,6 +46,23 @@ def test_full_resolution_filters_add_convolutions_at_the_input_resolution():
     assert full_resolution_convolutions(plain) == []
     with pytest.raises(ValueError, match="full_resolution_filters"):
         pix2pix.build_generator(1, 8, 3, full_resolution_filters=-1)
+
+
+def test_generator_average_follows_the_hand_computed_rule_and_is_what_inference_uses():
+    model = tiny_model(ema_decay=0.5)
+    source, target = tf.random.uniform((2, 32, 32, 1), -1, 1), tf.random.uniform((2, 32, 32, 1), -1, 1)
+    snapshots = [model.generator.get_weights()]
+    for _ in range(2):
+        model.train_step((source, target))
+        snapshots.append(model.generator.get_weights())
+    for index, average in enumerate(model.average_generator.get_weights()):
+        expected = 0.25 * snapshots[0][index] + 0.25 * snapshots[1][index] + 0.5 * snapshots[2][index]
+        np.testing.assert_allclose(average, expected, rtol=1e-5, atol=1e-6)
+    assert model.sampling_generator is model.average_generator
+    np.testing.assert_allclose(model(source), model.average_generator(source), atol=1e-6)
+    assert not np.allclose(model(source), model.generator(source))
+    plain = tiny_model()
+    assert plain.sampling_generator is plain.generator and plain.average_generator is None
 
 
 def test_residual_generator_starts_near_the_identity():

@@ -128,19 +128,9 @@ class DCGAN(adversarial.AdversarialModel):
             tutorial's networks, `tf_models.tutorial_dcgan`; the filter counts
             are then the tutorial's own).
         ema_decay: 0 (off) or the decay of an exponential moving average of
-            the generator's weights, e.g. 0.999 (see below).
-
-    With `ema_decay` > 0 the model keeps `average_generator`, a second
-    generator that starts as a copy of `generator` and after each generator
-    update moves every weight, BatchNorm statistics included, to
-    `ema_decay * average + (1 - ema_decay) * current`. Averaging the
-    generator's iterates (Yazici et al., 2019, "The Unusual Effectiveness of
-    Averaging in GAN Training") damps the oscillation of adversarial training,
-    and the paper finds its samples better than the last iterate's; training
-    is unchanged: the average is never trained, only sampled.
-    `sampling_generator` is the network to sample from (the average when it
-    exists); `generate`, inference calls of the model, and the task's sample
-    grids, exports and scoring all use it.
+            the generator's weights, e.g. 0.999 (`AdversarialModel`): `generate`,
+            inference calls of the model, and the task's sample grids, exports
+            and scoring then sample the average.
 
     Example:
 
@@ -169,8 +159,6 @@ class DCGAN(adversarial.AdversarialModel):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1) (0 turns the average off), not {ema_decay}.")
         self.image_size = image_size
         self.channels = channels
         self.latent_dim = latent_dim
@@ -179,17 +167,12 @@ class DCGAN(adversarial.AdversarialModel):
         self.real_label = real_label
         self.seed = seed
         self.architecture = architecture
-        self.ema_decay = ema_decay
         self.generator, self.discriminator = build_networks(
             architecture, image_size, channels, latent_dim, generator_filters, discriminator_filters
         )
-        self.average_generator = None
-        if ema_decay:
-            self.average_generator = build_architecture_generator(
-                architecture, image_size, channels, latent_dim, generator_filters, name_prefix="average_"
-            )
-            self.average_generator.trainable = False
-            self.average_generator.set_weights(self.generator.get_weights())
+        self.init_average_generator(ema_decay, lambda: build_architecture_generator(
+            architecture, image_size, channels, latent_dim, generator_filters, name_prefix="average_"
+        ))
         self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
         self.generator_loss_tracker = keras.metrics.Mean(name="generator_loss")
         self.discriminator_loss_tracker = keras.metrics.Mean(name="discriminator_loss")
@@ -221,11 +204,6 @@ class DCGAN(adversarial.AdversarialModel):
             self.fake_score_tracker,
         ]
 
-    @property
-    def sampling_generator(self):
-        """The generator to sample from: the weight average with `ema_decay` > 0, else `generator`."""
-        return self.average_generator if self.ema_decay else self.generator
-
     def call(self, latent, training=False):
         return (self.generator if training else self.sampling_generator)(latent, training=training)
 
@@ -246,18 +224,6 @@ class DCGAN(adversarial.AdversarialModel):
         """`count` images in [-1, 1] from fresh noise."""
         latent = keras.random.normal((count, self.latent_dim), seed=seed)
         return self.sampling_generator(latent, training=False)
-
-    def update_average_generator(self):
-        """Moves every weight of `average_generator` (BatchNorm statistics too) towards `generator`'s.
-
-        In a replica context each replica updates its own copy of the average
-        (the variables' aggregation is NONE) from its own copy of the
-        generator; the generator is the same on every replica after the
-        optimizer's step, so the copies of the average stay equal with no
-        communication.
-        """
-        for average, current in zip(self.average_generator.weights, self.generator.weights):
-            average.assign(self.ema_decay * average + (1.0 - self.ema_decay) * current)
 
     def train_step(self, data):
         """One alternating update: the discriminator, then the generator against the updated discriminator.
@@ -291,8 +257,7 @@ class DCGAN(adversarial.AdversarialModel):
         precision.minimize(
             generator_tape, generator_loss, self.generator.trainable_variables, self.generator_optimizer
         )
-        if self.ema_decay:
-            self.update_average_generator()
+        self.update_average_generator()
 
         replicas = strategy.num_replicas()
         self.generator_loss_tracker.update_state(generator_loss * replicas)

@@ -133,6 +133,9 @@ class Pix2Pix(adversarial.AdversarialModel):
         dropout_blocks: decoder blocks with dropout (training only).
         residual: predict a correction added to the input.
         full_resolution_filters: width of the full-resolution stem and head (0: none, as in the paper).
+        ema_decay: 0 (off) or the decay of an exponential moving average of
+            the generator's weights (`AdversarialModel`); inference calls,
+            validation and the task's figures and exports then use the average.
 
     Example:
 
@@ -146,7 +149,7 @@ class Pix2Pix(adversarial.AdversarialModel):
 
     def __init__(self, channels=1, generator_filters=64, generator_depth=8, discriminator_filters=64,
                  l1_weight=100.0, norm="instance", dropout_blocks=3, residual=True, full_resolution_filters=0,
-                 **kwargs):
+                 ema_decay=0.0, **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
         self.generator_filters = generator_filters
@@ -159,6 +162,10 @@ class Pix2Pix(adversarial.AdversarialModel):
         self.full_resolution_filters = full_resolution_filters
         self.generator = build_generator(channels, generator_filters, generator_depth, norm, dropout_blocks, residual,
                                          full_resolution_filters)
+        self.init_average_generator(ema_decay, lambda: build_generator(
+            channels, generator_filters, generator_depth, norm, dropout_blocks, residual, full_resolution_filters,
+            name="average_generator",
+        ))
         self.discriminator = build_discriminator(channels, discriminator_filters, norm)
         self.trackers = {
             name: keras.metrics.Mean(name=name)
@@ -172,7 +179,7 @@ class Pix2Pix(adversarial.AdversarialModel):
             channels=self.channels, generator_filters=self.generator_filters,
             generator_depth=self.generator_depth, discriminator_filters=self.discriminator_filters,
             l1_weight=self.l1_weight, norm=self.norm, dropout_blocks=self.dropout_blocks,
-            residual=self.residual, full_resolution_filters=self.full_resolution_filters,
+            residual=self.residual, full_resolution_filters=self.full_resolution_filters, ema_decay=self.ema_decay,
         )
         return config
 
@@ -185,7 +192,7 @@ class Pix2Pix(adversarial.AdversarialModel):
         return list(self.trackers.values())
 
     def call(self, images, training=False):
-        return self.generator(images, training=training)
+        return (self.generator if training else self.sampling_generator)(images, training=training)
 
     def _quality(self, enhanced, target):
         enhanced01, target01 = (enhanced + 1.0) / 2.0, (target + 1.0) / 2.0
@@ -209,6 +216,7 @@ class Pix2Pix(adversarial.AdversarialModel):
         with tf.control_dependencies([generator_step]):
             precision.minimize(discriminator_tape, discriminator_loss, self.discriminator.trainable_variables,
                                self.discriminator_optimizer)
+            self.update_average_generator()
         replicas = strategy.num_replicas()
         self.trackers["generator_loss"].update_state(adversarial_loss * replicas)
         self.trackers["l1_loss"].update_state(l1 * replicas)
@@ -218,7 +226,7 @@ class Pix2Pix(adversarial.AdversarialModel):
 
     def test_step(self, data):
         source, target = data
-        enhanced = self.generator(source, training=False)
+        enhanced = self.sampling_generator(source, training=False)
         self.trackers["l1_loss"].update_state(tf.reduce_mean(tf.abs(target - enhanced)))
         self._quality(enhanced, target)
         return {name: self.trackers[name].result() for name in ("l1_loss", "psnr", "ssim")}

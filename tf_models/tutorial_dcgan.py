@@ -121,11 +121,6 @@ class TutorialGAN(adversarial.AdversarialModel):
         self.tutorial_step = make_train_step(self.generator, self.discriminator, self.generator_optimizer,
                                              self.discriminator_optimizer, self.latent_dim)
 
-    @property
-    def sampling_generator(self):
-        """The generator to sample from (no weight average here: `generator`), as `DCGAN.sampling_generator`."""
-        return self.generator
-
     def call(self, latent, training=False):
         return self.generator(latent, training=training)
 

@@ -33,6 +33,8 @@ class Pix2PixConfig(config_lib.TrainConfig):
     norm: str = option("instance", "instance, batch or none")
     dropout_blocks: int = option(3, "decoder blocks with dropout (training only)")
     residual: bool = option(True, "predict a correction added to the input")
+    ema_decay: float = option(0.0, "decay of an exponential moving average of the generator's weights (e.g. 0.999; "
+                                   "0: none); figures, validation and exports use the average")
     full_resolution_filters: int = option(0, "3x3 convolutions at full resolution around the U-Net (0: none, "
                                              "as in the paper)")
     beta_1: float = option(0.5, "Adam beta_1 of both optimizers")
@@ -78,7 +80,7 @@ class Pix2PixTask(runner.Task):
             channels=1, generator_filters=config.generator_filters, generator_depth=config.generator_depth,
             discriminator_filters=config.discriminator_filters, l1_weight=config.l1_weight, norm=config.norm,
             dropout_blocks=config.dropout_blocks, residual=config.residual,
-            full_resolution_filters=config.full_resolution_filters,
+            full_resolution_filters=config.full_resolution_filters, ema_decay=config.ema_decay,
         )
         model.compile(keras.optimizers.Adam(beta_1=config.beta_1), keras.optimizers.Adam(beta_1=config.beta_1))
         for optimizer, rate in self.learning_rates(model, config):
@@ -92,20 +94,20 @@ class Pix2PixTask(runner.Task):
         source, target = self.samples
 
         def triplets():
-            enhanced = model.generator(source, training=False)
+            enhanced = model.sampling_generator(source, training=False)
             return tf.concat([source, target, enhanced], axis=2)
 
         return [callbacks_lib.SampleGrid(triplets, paths.samples_dir, log_dir=paths.log_dir, scale=1, columns=1,
                                          name="input_target_enhanced")]
 
     def export(self, model, paths, config):
-        return export_enhancer(model.generator, paths, config.image_size, config.generator_depth)
+        return export_enhancer(model.sampling_generator, paths, config.image_size, config.generator_depth)
 
     def inference_model(self, model):
-        return model.generator
+        return model.sampling_generator
 
     def serving_endpoints(self, model, paths):
-        return serving_endpoints(model.generator)
+        return serving_endpoints(model.sampling_generator)
 
     def deployment_examples(self, model, config, split, count):
         """Degraded crops (uint8) and their clean targets, from the held-out images or training batches."""
