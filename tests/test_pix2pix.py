@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_models import pix2pix
+from tf_models import metrics, pix2pix
 from tf_models.core import config as config_lib
 from tf_models.core import runner
 from tf_models.tasks import pix2pix as pix2pix_task
@@ -63,6 +63,14 @@ def test_generator_average_follows_the_hand_computed_rule_and_is_what_inference_
     assert not np.allclose(model(source), model.generator(source))
     plain = tiny_model()
     assert plain.sampling_generator is plain.generator and plain.average_generator is None
+
+
+def test_training_psnr_of_an_exact_reproduction_is_capped_not_infinite():
+    """An all-background crop can be reproduced exactly; the loop's non-finite guard must not stop on it."""
+    model = tiny_model()
+    background = -tf.ones((2, 32, 32, 1))
+    model._quality(background, background)
+    assert float(model.trackers["psnr"].result()) == metrics.PSNR_CAP_DB
 
 
 def test_residual_generator_starts_near_the_identity():

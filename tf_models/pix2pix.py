@@ -29,6 +29,7 @@ Choices for enhancement, all options:
 import keras
 import tensorflow as tf
 
+from tf_models import metrics
 from tf_models.core import adversarial, precision, strategy
 
 NORMS = ("instance", "batch", "none")
@@ -195,8 +196,11 @@ class Pix2Pix(adversarial.AdversarialModel):
         return (self.generator if training else self.sampling_generator)(images, training=training)
 
     def _quality(self, enhanced, target):
+        """PSNR (capped at `metrics.PSNR_CAP_DB`, as in the evaluation: a crop of pure background can be
+        reproduced exactly) and SSIM on [0, 1]."""
         enhanced01, target01 = (enhanced + 1.0) / 2.0, (target + 1.0) / 2.0
-        self.trackers["psnr"].update_state(tf.image.psnr(enhanced01, target01, max_val=1.0))
+        psnr = tf.minimum(tf.image.psnr(enhanced01, target01, max_val=1.0), metrics.PSNR_CAP_DB)
+        self.trackers["psnr"].update_state(psnr)
         self.trackers["ssim"].update_state(tf.image.ssim(enhanced01, target01, max_val=1.0))
 
     def train_step(self, data):
