@@ -105,12 +105,21 @@ def degrade(image, recipe, seed):
     return tf.clip_by_value(image, 0.0, 1.0)
 
 
-def random_crop_pair(first, second, size, seed):
-    """The same random `size` x `size` crop of two aligned [H, W, C] images."""
-    stacked = tf.concat([first, second], axis=-1)
-    crop = tf.image.stateless_random_crop(stacked, [size, size, stacked.shape[-1]], seed=seed)
-    channels = first.shape[-1]
-    return crop[..., :channels], crop[..., channels:]
+def foreground_crop(image, size, seed, candidates=1, threshold=0.0):
+    """A seeded random `size` x `size` crop of [H, W, C]; with `candidates` > 1, the one of that many
+    random crops whose last channel has the most pixels above `threshold`.
+
+    Mammograms are mostly film background, which a denoiser learns in a few
+    steps; choosing the best of a few crops spends more steps on tissue
+    while still showing background. `candidates=1` is a plain random crop.
+    """
+    shape = [size, size, image.shape[-1]]
+    if candidates <= 1:
+        return tf.image.stateless_random_crop(image, shape, seed=seed)
+    seeds = tf.random.experimental.stateless_split(seed, candidates)
+    crops = tf.stack([tf.image.stateless_random_crop(image, shape, seed=seeds[index]) for index in range(candidates)])
+    foreground = tf.reduce_mean(tf.cast(crops[..., -1] > threshold, tf.float32), axis=[1, 2])
+    return crops[tf.argmax(foreground)]
 
 
 def random_flip_pair(first, second, seed):

@@ -161,9 +161,10 @@ def load_grayscale_dataset(paths):
     return images.fill_cache(cached, paths, "the paired images")
 
 
-def make_example(example, recipe, image_size, seed, training):
+def make_example(example, recipe, image_size, seed, training, foreground_crops=1):
     """(input, target) in [-1, 1] from `{"target"[, "input"]}`: a crop (random when
-    training) and, for clean-only data, the degradation."""
+    training: the most foreground of `foreground_crops` random crops) and, for
+    clean-only data, the degradation."""
     target, input_image = example["target"], example.get("input")
     if training:
         crop_seed, flip_seed, degrade_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
@@ -171,13 +172,15 @@ def make_example(example, recipe, image_size, seed, training):
         degrade_seed = seed
     if input_image is None:
         if training:
-            target = tf.image.stateless_random_crop(target, [image_size, image_size, 1], seed=crop_seed)
+            target = augment.foreground_crop(target, image_size, crop_seed, foreground_crops, BREAST_THRESHOLD)
             target = augment.random_flip_pair(target, target, flip_seed)[0]
         else:
             target = tf.image.resize_with_crop_or_pad(target, image_size, image_size)
         input_image = augment.degrade(target, recipe, degrade_seed)
     elif training:
-        input_image, target = augment.random_crop_pair(input_image, target, image_size, crop_seed)
+        crop = augment.foreground_crop(tf.concat([input_image, target], axis=-1), image_size, crop_seed,
+                                       foreground_crops, BREAST_THRESHOLD)
+        input_image, target = crop[..., :1], crop[..., 1:]
         input_image, target = augment.random_flip_pair(input_image, target, flip_seed)
     else:
         input_image = tf.image.resize_with_crop_or_pad(input_image, image_size, image_size)
@@ -185,7 +188,8 @@ def make_example(example, recipe, image_size, seed, training):
     return to_model_range(input_image), to_model_range(target)
 
 
-def build_paired_data(data, image_size=256, batch_size=4, recipe=None, seed=0, test_fraction=0.15):
+def build_paired_data(data, image_size=256, batch_size=4, recipe=None, seed=0, test_fraction=0.15,
+                      foreground_crops=1):
     files = list_paired_files(data, recipe)
     train_index, test_index = split_indices(files.targets, test_fraction, seed)
     recipe_steps = augment.parse_recipe(recipe) if files.inputs is None else None
@@ -207,7 +211,8 @@ def build_paired_data(data, image_size=256, batch_size=4, recipe=None, seed=0, t
             example_seed = tf.random.experimental.stateless_fold_in(
                 tf.constant([seed, epoch], tf.int32), tf.cast(position, tf.int32)
             )
-            return make_example(example, recipe_steps, image_size, example_seed, training=True)
+            return make_example(example, recipe_steps, image_size, example_seed, training=True,
+                                foreground_crops=foreground_crops)
 
         return (
             train_examples.shuffle(len(train_index), seed=seed + epoch)

@@ -44,7 +44,26 @@ def test_bad_recipes(recipe, message):
 def test_paired_crop_and_flip_stay_aligned():
     first = image()
     second = first * 2.0
-    crop_a, crop_b = augment.random_crop_pair(first, second, 32, [3, 4])
+    for candidates in (1, 4):
+        crop = augment.foreground_crop(tf.concat([first, second], axis=-1), 32, [3, 4], candidates, 0.5)
+        np.testing.assert_allclose(crop[..., 1].numpy(), 2.0 * crop[..., 0].numpy())
+    crop_a, crop_b = crop[..., :1], crop[..., 1:]
     flip_a, flip_b = augment.random_flip_pair(crop_a, crop_b, [5, 6])
     np.testing.assert_allclose(flip_b.numpy(), 2.0 * flip_a.numpy())
     assert flip_a.shape == (32, 32, 1)
+
+
+def test_foreground_crops_prefer_tissue_and_are_seeded():
+    mammogram = np.zeros((128, 128, 1), np.float32)
+    mammogram[:, :40] = 0.6
+    def share(crop):
+        return float(np.mean(crop.numpy() > 0.04))
+
+    plain = [share(augment.foreground_crop(mammogram, 32, [seed, 0])) for seed in range(24)]
+    chosen = [share(augment.foreground_crop(mammogram, 32, [seed, 0], candidates=4, threshold=0.04))
+              for seed in range(24)]
+    assert np.mean(chosen) > np.mean(plain) + 0.2, (np.mean(chosen), np.mean(plain))
+    np.testing.assert_array_equal(augment.foreground_crop(mammogram, 32, [7, 1], 4, 0.04),
+                                  augment.foreground_crop(mammogram, 32, [7, 1], 4, 0.04))
+    np.testing.assert_array_equal(augment.foreground_crop(mammogram, 32, [7, 1]),
+                                  tf.image.stateless_random_crop(mammogram, [32, 32, 1], seed=[7, 1]))

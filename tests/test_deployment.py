@@ -121,3 +121,13 @@ def test_export_script_reads_a_checkpoint_or_model_keras(tmp_path):
     np.testing.assert_allclose(served["mask_probability"], expected["mask_probability"], atol=1e-6)
     with pytest.raises(ValueError, match="TASK/RUN"):
         export_script.main(["--run", "tiny"])
+
+
+def test_pix2pix_export_report_tells_the_enhancer_its_tile_size(exported):
+    from tf_models.tasks import pix2pix as pix2pix_task
+
+    entry = exported["pix2pix"]
+    assert entry["report"]["tile_size"] == entry["config"].image_size
+    enhancer = pix2pix_task.load_enhancer(entry["paths"].serving_dir / "1")
+    assert (enhancer.tile_size, enhancer.size_multiple) == (entry["config"].image_size,
+                                                           2**entry["config"].generator_depth)

@@ -1,5 +1,6 @@
 """The shared runtime: runner, loop, checkpoints, resume after SIGKILL, NaN guard, config."""
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import checkpoints, config as config_lib, loop, runner
 from tf_models.tasks import dcgan as dcgan_task
 from tests.conftest import REPO_ROOT
@@ -164,6 +166,18 @@ def test_time_budget_stops_at_a_step_boundary_with_a_checkpoint(tmp_path):
     steps = len((tmp_path / "logs" / "dcgan" / "budget" / "history.csv").read_text().splitlines()) - 1
     assert 1 <= steps < 1000 and state["discriminator_loss"]
     assert tf.train.latest_checkpoint(str(tmp_path / "models" / "dcgan" / "budget" / "checkpoints"))
+
+    clock_file = tmp_path / "logs" / "dcgan" / "budget" / "training_time.json"
+    recorded = callbacks_lib.TrainingClock.read(clock_file)
+    assert recorded["seconds"] >= 3.0 and recorded["steps"] >= steps
+    again = runner.train(dcgan_task.DCGANTask(), config, verbose=0)
+    assert again.history == {}, "a resumed run whose budget is spent must not train"
+    assert callbacks_lib.TrainingClock.read(clock_file) == recorded
+    budget = recorded["seconds"] + 3.0
+    runner.train(dcgan_task.DCGANTask(), dataclasses.replace(config, time_budget_minutes=budget / 60.0), verbose=0)
+    resumed = callbacks_lib.TrainingClock.read(clock_file)
+    assert recorded["steps"] < resumed["steps"]
+    assert budget <= resumed["seconds"] < budget + recorded["seconds"], "the budget counts all invocations"
 
 
 def test_a_run_in_use_is_refused_and_a_stale_lock_is_taken_over(tmp_path):

@@ -35,7 +35,8 @@ class TrainConfig:
     tpu: str = option("", "TPU address or name, with --strategy tpu")
     jit_compile: bool = option(False, "compile the train step with XLA")
     save_every_steps: int = option(500, "also checkpoint every N steps (0: epoch ends only)")
-    time_budget_minutes: float = option(0.0, "stop training after this many minutes (0: no limit)")
+    time_budget_minutes: float = option(0.0, "stop when the run's training time, over all its invocations, "
+                                             "reaches this many minutes (0: no limit)")
     fresh: bool = option(False, "delete an existing run of this name instead of resuming it")
     export: bool = option(True, "write model.keras, a SavedModel and TFLite at the end")
     tfds_data_dir: str = option("", "TensorFlow Datasets data_dir for tfds:NAME sources")

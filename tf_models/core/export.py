@@ -283,7 +283,7 @@ def export_task(task, model, config, paths, formats=FORMATS, version=None, examp
         version=version, representative_inputs=calibration, targets=targets, score=task.deployment_score,
     )
     report.update(task=task.name, run=paths.run_name, calibration_examples=calibration_examples
-                  if calibration else 0, evaluated_on="validation")
+                  if calibration else 0, evaluated_on="validation", **task.export_metadata(config))
     written.append(runs.write_json(paths.model_dir / "export_formats.json", report))
     return written, report
 

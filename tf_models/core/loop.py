@@ -154,8 +154,8 @@ def train(
         model.train_step, strategy, jit_compile, counters=(state.step, state.step_in_epoch)
     )
     model.stop_training = False
-    deadline = time.monotonic() + time_budget_seconds if time_budget_seconds else math.inf
     callback_list.on_train_begin()
+    deadline = time.monotonic() + time_budget_seconds if time_budget_seconds else math.inf
     logs = {}
     try:
         for epoch in range(int(state.epoch.numpy()), epochs):

@@ -63,6 +63,10 @@ class Task:
     def deployment_score(self, outputs, targets):
         return {}
 
+    def export_metadata(self, config):
+        """Facts a user of the exported model needs beyond its signatures (added to the export reports)."""
+        return {}
+
     def adopt_saved_model(self, model, saved, config):
         """The model a run's model.keras gives: `model` (built from the config) with `saved`'s weights."""
         model.set_weights(saved.get_weights())
@@ -167,7 +171,11 @@ def _train(task, config, strategy, chief, paths, checkpoint_dir, verbose):
     # The clock first, so that it times the other callbacks too; task callbacks before the standard ones,
     # so the scores they add to the logs reach history.csv and TensorBoard.
     clock = callbacks_lib.TrainingClock(paths.log_dir / callbacks_lib.TrainingClock.FILE_NAME)
-    history = loop.train(
+    budget_seconds = remaining_budget_seconds(config, clock.path)
+    if budget_seconds < 0:
+        print(f"{paths.run_name}: its {config.time_budget_minutes:g}-minute training budget is spent "
+              f"({clock.path}); not training further.")
+    history = None if budget_seconds < 0 else loop.train(
         model,
         data.make_dataset,
         epochs=config.epochs,
@@ -179,7 +187,7 @@ def _train(task, config, strategy, chief, paths, checkpoint_dir, verbose):
         jit_compile=config.jit_compile,
         strategy=strategy,
         verbose=verbose if chief else 0,
-        time_budget_seconds=config.time_budget_minutes * 60,
+        time_budget_seconds=budget_seconds,
     )
     written = [paths.log_dir, keeper.latest]
     if config.export and chief:
@@ -187,6 +195,19 @@ def _train(task, config, strategy, chief, paths, checkpoint_dir, verbose):
             written.append(runs.save_keras_model(model, paths.keras_file))
             written += task.export(model, paths, config)
     return RunResult(paths, model, history.history if history else {}, restored, written)
+
+
+def remaining_budget_seconds(config, clock_file):
+    """What is left of `--time-budget-minutes` after the training time the run has recorded.
+
+    The budget is the run's total training time over all its invocations, so
+    a resumed run trains only for the rest of it. 0 means no budget; a
+    negative value means the budget is spent.
+    """
+    if not config.time_budget_minutes:
+        return 0.0
+    remaining = config.time_budget_minutes * 60.0 - callbacks_lib.TrainingClock.read(clock_file)["seconds"]
+    return remaining if remaining > 0 else -1.0
 
 
 def stored_config(paths, config_class):

@@ -89,7 +89,7 @@ def train_run(label, preset, run_name, overrides, budget_seconds=0.0, verbose=1)
         generator = gan_evaluation.load_run_generator(paths)
     else:
         if budget_seconds:
-            config = dataclasses.replace(config, time_budget_minutes=remaining / 60.0)
+            config = dataclasses.replace(config, time_budget_minutes=budget_seconds / 60.0)
         generator = runner.train(dcgan_task.DCGANTask(), config, verbose=verbose).model.sampling_generator
     return TrainedRun(label, paths, generator, config.batch_size)
 

@@ -25,6 +25,8 @@ class Pix2PixConfig(config_lib.TrainConfig):
     image_size: int = option(256, "side of the square training crops")
     batch_size: int = option(4, "global batch size")
     epochs: int = option(20, "total number of epochs")
+    foreground_crops: int = option(1, "each training crop is the most foreground (breast) of this many random "
+                                      "crops (1: plain random crops)")
     test_fraction: float = option(0.15, "share of images (mini-MIAS: film pairs) held out")
     generator_filters: int = option(64, "filters of the U-Net's first block")
     generator_depth: int = option(8, "stride-2 blocks of the U-Net; sizes must divide by 2**depth")
@@ -69,7 +71,8 @@ class Pix2PixTask(runner.Task):
 
     def build_data(self, config):
         data = paired.build_paired_data(
-            config.data, config.image_size, config.batch_size, config.degrade, config.seed, config.test_fraction
+            config.data, config.image_size, config.batch_size, config.degrade, config.seed, config.test_fraction,
+            foreground_crops=config.foreground_crops,
         )
         self.samples = next(iter(data.validation_dataset.unbatch().batch(config.sample_count)))
         self.data = data
@@ -99,6 +102,9 @@ class Pix2PixTask(runner.Task):
 
         return [callbacks_lib.SampleGrid(triplets, paths.samples_dir, log_dir=paths.log_dir, scale=1, columns=1,
                                          name="input_target_enhanced")]
+
+    def export_metadata(self, config):
+        return {"size_multiple": 2**config.generator_depth, "tile_size": config.image_size}
 
     def export(self, model, paths, config):
         return export_enhancer(model.sampling_generator, paths, config.image_size, config.generator_depth)
@@ -156,12 +162,19 @@ class Enhancer:
 
 
 def load_enhancer(saved_model_dir):
-    """An `Enhancer` from `serving/<N>/`; sizes from the `export.json` two folders up (256 if absent)."""
+    """An `Enhancer` from `serving/<N>/`; sizes from the export reports two folders up (256 if absent).
+
+    `export.json` is written by training, `export_formats.json` by
+    scripts/export.py; both record `size_multiple` and `tile_size`.
+    """
     saved_model_dir = pathlib.Path(saved_model_dir)
     if not (saved_model_dir / "saved_model.pb").is_file():
         raise ValueError(f"{saved_model_dir}: no exported SavedModel (train without --no-export).")
-    report_file = saved_model_dir.parents[1] / "export.json"
-    report = json.loads(report_file.read_text()) if report_file.is_file() else {}
+    report = {}
+    for name in ("export_formats.json", "export.json"):
+        report_file = saved_model_dir.parents[1] / name
+        if report_file.is_file():
+            report.update(json.loads(report_file.read_text()))
     multiple = int(report.get("size_multiple", 256))
     signature = tf.saved_model.load(str(saved_model_dir)).signatures["enhance_float"]
     return Enhancer(signature, multiple, int(report.get("tile_size", max(multiple, 256))))
