@@ -72,7 +72,8 @@ def _export(task_name, result, config):
     paths, model = result.paths, result.model
     runs.save_keras_model(model, paths.keras_file)
     if task_name == "pix2pix":
-        pix2pix_task.export_enhancer(model.sampling_generator, paths, config.image_size, config.generator_depth, tflite=False)
+        pix2pix_task.export_enhancer(model.sampling_generator, paths, config.image_size, config.generator_depth,
+                                     tflite=False)
 
 
 def train_tiny_run(task_name, root, datasets_root):

@@ -253,14 +253,15 @@ def export_generator(generator, paths, tflite=True, parity_samples=16):
     written = [serving_dir]
     report = {"saved_model": str(serving_dir)}
     latent = np.random.default_rng(0).normal(size=(parity_samples, generator.input_shape[-1])).astype(np.float32)
-    keras_images = export_lib.run_saved_model(serving_dir, {"latent": latent})
+    saved_images = export_lib.run_saved_model(serving_dir, {"latent": latent})
     expected = np.round((np.asarray(generator(latent, training=False)) + 1.0) * 127.5).astype(np.uint8)
-    report["saved_model_vs_keras_max_abs"] = float(np.abs(keras_images[SERVING_OUTPUT].astype(int) - expected.astype(int)).max())
+    served = saved_images[SERVING_OUTPUT].astype(int)
+    report["saved_model_vs_keras_max_abs"] = float(np.abs(served - expected.astype(int)).max())
     if tflite:
         tflite_path = export_lib.export_tflite(serving_dir, paths.tflite_file)
         tflite_images = export_lib.run_tflite(tflite_path, {"latent": latent})
         report["tflite"] = str(tflite_path)
-        report["tflite_vs_keras_max_abs"] = export_lib.max_abs_difference(keras_images, tflite_images)[SERVING_OUTPUT]
+        report["tflite_vs_keras_max_abs"] = export_lib.max_abs_difference(saved_images, tflite_images)[SERVING_OUTPUT]
         written.append(tflite_path)
     written.append(runs.write_json(paths.model_dir / "export.json", report))
     return written

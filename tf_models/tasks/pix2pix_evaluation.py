@@ -2,9 +2,10 @@
 
 Every held-out image is degraded with a fixed seed, enhanced by the run's
 SavedModel (`enhance_float` signature: the exported graph, inference mode) in
-blended tiles of the training crop size (`pix2pix.Enhancer`), and scored on [0, 1] against its clean target: the prediction and, as
-the baseline every number must be read against, the degraded input itself;
-over the whole image and inside the breast mask (`pipelines.paired.breast_mask`).
+blended tiles of the training crop size (`pix2pix_task.Enhancer`), and scored
+on [0, 1] against its clean target: the prediction and, as the baseline every
+number must be read against, the degraded input itself; over the whole image
+and inside the breast mask (`pipelines.paired.breast_mask`).
 """
 
 import csv
