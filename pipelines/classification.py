@@ -189,6 +189,18 @@ def grayscale_dataset(paths, labels, image_size):
     return cached
 
 
+def pneumonia_split_batches(root, splits, image_size, batch_size, validation_fraction=0.1, seed=0):
+    """({split: batched (float32 image, label [B, 1]) dataset in file order}, skipped files) of a Kermany folder.
+
+    The validation split is the one `build_pneumonia_data` carves from
+    train/ with the same `validation_fraction` and `seed`.
+    """
+    files, skipped = pneumonia_file_splits(root, validation_fraction, seed, splits=splits)
+    batches = {name: batch_examples(grayscale_dataset(paths, labels, image_size), batch_size)
+               for name, (paths, labels) in files.items()}
+    return batches, skipped
+
+
 def xray_augmentation(seed, rotation=0.03, zoom=0.1, shift=0.05, brightness=0.1, contrast=0.1, hflip=False,
                       aspect_zoom=False):
     """Keras preprocessing layers for float grey levels in [0, 255], seeded.

@@ -98,6 +98,10 @@ def test_compare_recipes_trains_both_for_the_budget(roots):
     clock = callbacks_lib.TrainingClock.read(root / "logs" / "dcgan" / "budget-project" / "training_time.json")
     assert clock["steps"] == rows["project"]["steps"]
 
+    assert load_script("compare_recipes").main(flags) == 0, "a spent budget is scored again, not trained further"
+    _, again, _, _ = read_comparison(root, "budget")
+    assert {label: row["steps"] for label, row in again.items()} == {label: row["steps"] for label, row in rows.items()}
+
 
 @pytest.mark.parametrize("fields, message", [
     (dict(architecture="dcgan"), "--architecture tutorial"),

@@ -82,14 +82,14 @@ def train_run(label, preset, run_name, overrides, budget_seconds=0.0, verbose=1)
     if budget_seconds:
         fields.setdefault("epochs", BUDGET_EPOCHS)
     config = config_lib.make_config(dcgan_task.DCGANConfig, dcgan_task.PRESETS, **fields)
+    if budget_seconds:
+        config = dataclasses.replace(config, time_budget_minutes=budget_seconds / 60.0)
     paths = runs.RunPaths("dcgan", run_name, pathlib.Path(config.logs_root), pathlib.Path(config.models_root))
-    remaining = budget_seconds - (0.0 if config.fresh else _clock(paths)["seconds"])
-    if budget_seconds and remaining <= 0:
+    clock_file = paths.log_dir / callbacks_lib.TrainingClock.FILE_NAME
+    if not config.fresh and runner.remaining_budget_seconds(config, clock_file) < 0:
         print(f"{run_name}: its {budget_seconds / 60:g} minute budget is spent; scoring it as it is.")
         generator = gan_evaluation.load_run_generator(paths)
     else:
-        if budget_seconds:
-            config = dataclasses.replace(config, time_budget_minutes=budget_seconds / 60.0)
         generator = runner.train(dcgan_task.DCGANTask(), config, verbose=verbose).model.sampling_generator
     return TrainedRun(label, paths, generator, config.batch_size)
 

@@ -164,18 +164,16 @@ def build_ensemble_run(member_runs, run_name, logs_root="logs", models_root="sav
               "threshold_policy": policy}
     paths = runs.RunPaths("pneumonia", run_name, logs_root, models_root).make_dirs()
     model = compile_model(pneumonia.build_ensemble(members), configs[0].get("learning_rate", 1e-3))
-    splits, _ = classification.pneumonia_file_splits(
-        config["data"], config["validation_fraction"], config["seed"], splits=("validation",)
-    )
-    validation = classification.batch_examples(
-        classification.grayscale_dataset(*splits["validation"], config["image_size"]), 32
+    batches, _ = classification.pneumonia_split_batches(
+        config["data"], ("validation",), config["image_size"], config["batch_size"], config["validation_fraction"],
+        config["seed"],
     )
     written = [
         runs.write_json(paths.config_file, config),
-        runs.write_json(paths.log_dir / "training_time.json", clock),
+        runs.write_json(paths.log_dir / callbacks_lib.TrainingClock.FILE_NAME, clock),
         runs.save_keras_model(model, paths.keras_file),
     ]
-    return written + export_classifier(model, paths, validation, policy)
+    return written + export_classifier(model, paths, batches["validation"], policy)
 
 
 def _load_members(member_runs, logs_root, models_root):
@@ -188,9 +186,9 @@ def _load_members(member_runs, logs_root, models_root):
                              "train it first with scripts/train_pneumonia.py.")
         configs.append(json.loads(paths.config_file.read_text()))
         members.append(keras.saving.load_model(paths.keras_file, compile=False))
-        clock_file = paths.log_dir / "training_time.json"
+        clock_file = paths.log_dir / callbacks_lib.TrainingClock.FILE_NAME
         if clock_file.is_file():
-            seconds += json.loads(clock_file.read_text())["seconds"]
+            seconds += callbacks_lib.TrainingClock.read(clock_file)["seconds"]
         else:
             untimed.append(member_run)
     for field in ENSEMBLE_SHARED_FIELDS:

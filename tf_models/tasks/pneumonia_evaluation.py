@@ -47,14 +47,12 @@ def load_run(args):
 
 def score_splits(model, config, args):
     """{split: (images uint8, labels, probabilities)} for validation and test."""
-    splits, skipped = classification.pneumonia_file_splits(
-        args.data or config["data"], config["validation_fraction"], config["seed"], splits=("validation", "test")
+    batches, skipped = classification.pneumonia_split_batches(
+        args.data or config["data"], ("validation", "test"), config["image_size"], args.batch_size,
+        config["validation_fraction"], config["seed"],
     )
     scored = {}
-    for name, (paths, labels) in splits.items():
-        dataset = classification.batch_examples(
-            classification.grayscale_dataset(paths, labels, config["image_size"]), args.batch_size
-        )
+    for name, dataset in batches.items():
         true_labels, probabilities = pneumonia_task.predict_probabilities(model, dataset)
         images = np.concatenate([np.asarray(batch) for batch, _ in dataset]).astype(np.uint8)
         scored[name] = (images, true_labels, probabilities)
