@@ -3,6 +3,7 @@
 Examples:
   python scripts/train_evaluator.py --data digits --image-size 28 --epochs 10 --run-name digits28
   python scripts/train_evaluator.py --data ../shared/datasets/mnist --image-size 28 --epochs 3 --run-name mnist28
+  python scripts/train_evaluator.py --data ../shared/datasets/fashion_mnist --image-size 64 --epochs 6 --cosine-decay --run-name fashion64
   python scripts/train_evaluator.py --data ../shared/datasets/cifar10 --image-size 32 --epochs 20 --run-name cifar32
 
 Trains on the train split (images resized to --image-size and scaled to [-1, 1]
@@ -31,6 +32,7 @@ class EvaluatorConfig:
     batch_size: int = option(64, "batch size")
     image_size: int = option(28, "side of the square images; the same as the GAN's")
     learning_rate: float = option(1e-3, "Adam learning rate")
+    cosine_decay: bool = option(False, "decay the learning rate to 0 over the run along a cosine (Loshchilov & Hutter, 2017)")
     filters: int = option(32, "filters of the first convolution block")
     seed: int = option(0, "seed of weights and data order")
     tfds_data_dir: str = option("", "TensorFlow Datasets data_dir for tfds:NAME sources")
@@ -46,6 +48,16 @@ def validate(config):
     runs.validate_run_name(config.run_name)
 
 
+def learning_rate(config, train_dataset):
+    """The constant rate, or with --cosine-decay a schedule reaching 0 at the last step."""
+    if not config.cosine_decay:
+        return config.learning_rate
+    steps_per_epoch = int(train_dataset.cardinality())
+    if steps_per_epoch <= 0:
+        raise ValueError("--cosine-decay needs a training split of known length.")
+    return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps_per_epoch * config.epochs)
+
+
 def train(config):
     """Trains, evaluates and saves an evaluator; returns (model file, card file, card)."""
     validate(config)
@@ -57,7 +69,7 @@ def train(config):
         config.image_size, data.channels, len(data.class_names), filters=config.filters
     )
     classifier.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate(config, data.datasets["train"])),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )

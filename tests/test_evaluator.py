@@ -1,9 +1,11 @@
+import dataclasses
 import importlib.util
 import json
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from pipelines import classification
 from tests.conftest import REPO_ROOT
@@ -110,3 +112,16 @@ def test_training_on_digits_beats_chance(tmp_path, capsys):
     }
     assert saved_card["class_names"] == [str(d) for d in range(10)]
     assert classifier.input_shape == (None, 16, 16, 1)
+
+
+def test_cosine_decay_reaches_zero_at_the_last_step():
+    script = load_script()
+    train_dataset = tf.data.Dataset.range(40).batch(4)
+    constant = script.EvaluatorConfig(learning_rate=0.01, epochs=3)
+    assert script.learning_rate(constant, train_dataset) == 0.01
+    schedule = script.learning_rate(dataclasses.replace(constant, cosine_decay=True), train_dataset)
+    assert float(schedule(0)) == pytest.approx(0.01)
+    assert float(schedule(15)) == pytest.approx(0.005)
+    assert float(schedule(30)) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="known length"):
+        script.learning_rate(dataclasses.replace(constant, cosine_decay=True), train_dataset.filter(lambda x: True))
