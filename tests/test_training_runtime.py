@@ -90,6 +90,8 @@ def test_resume_after_sigkill(tmp_path):
     assert saved_step >= 9 and saved_step % 3 == 0
     saved_weights, saved_state = checkpoint_weights(tmp_path, "killed", latest)
     assert saved_state["step"] == saved_step
+    clock = callbacks_lib.TrainingClock.read(tmp_path / "logs" / "dcgan" / "killed" / "training_time.json")
+    assert clock["steps"] >= saved_step, "the clock is written before each checkpoint"
 
     resumed = subprocess.run([sys.executable, script, *flags, "--epochs", str(saved_step // 6 + 1)],
                              capture_output=True, text=True, timeout=300)
@@ -219,3 +221,6 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
     latest = tf.train.latest_checkpoint(str(run_dir))
     assert latest is not None, stderr[-2000:]
     assert "KeyboardInterrupt" in stderr
+    clock = callbacks_lib.TrainingClock.read(tmp_path / "logs" / "dcgan" / "term" / "training_time.json")
+    assert clock["steps"] == int(latest.rsplit("-", 1)[1]) > 0, "the interrupted run's training time is kept"
+    assert clock["seconds"] > 0

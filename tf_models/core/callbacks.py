@@ -109,9 +109,10 @@ class TrainingClock(keras.callbacks.Callback):
 
     The time runs from the start of training to its end (a step's first call,
     which compiles it, and the other callbacks included; data preparation and
-    export not), and is written at every epoch's end and at the end of
-    training, so a run killed in the middle keeps what it had recorded at its
-    last epoch end. The runner puts it first among the callbacks, so that it
+    export not). It is written just before every checkpoint the loop saves
+    (`on_checkpoint`, and `on_epoch_end` before the epoch's), and at the end
+    of training, so a killed run's clock holds at least the steps and time
+    of its last checkpoint. The runner puts it first among the callbacks, so that it
     also counts at least the time `--time-budget-minutes` allows.
     """
 
@@ -144,6 +145,9 @@ class TrainingClock(keras.callbacks.Callback):
         self.steps += 1
 
     def on_epoch_end(self, epoch, logs=None):
+        self._write()
+
+    def on_checkpoint(self):
         self._write()
 
     def on_train_end(self, logs=None):

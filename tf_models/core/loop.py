@@ -97,6 +97,17 @@ def evaluate(model, dataset, steps=None, strategy=None, jit_compile=False):
     return _to_floats(logs)
 
 
+def _save_mid_epoch(keeper, callback_list):
+    """Checkpoints, after the callbacks with an `on_checkpoint` method (run totals) have written theirs.
+
+    At an epoch's end `on_epoch_end` plays that part.
+    """
+    for callback in callback_list.callbacks:
+        if hasattr(callback, "on_checkpoint"):
+            callback.on_checkpoint()
+    keeper.save()
+
+
 def train(
     model,
     make_dataset,
@@ -171,7 +182,7 @@ def train(
                 _check_finite(logs, int(state.step.numpy()), keeper)
                 callback_list.on_train_batch_end(batch, logs)
                 if save_every_steps and int(state.step.numpy()) % save_every_steps == 0:
-                    keeper.save()
+                    _save_mid_epoch(keeper, callback_list)
                 if time.monotonic() > deadline:
                     model.stop_training = True
                 if model.stop_training:
@@ -190,7 +201,7 @@ def train(
             if model.stop_training:
                 break
     except KeyboardInterrupt:
-        keeper.save()
+        _save_mid_epoch(keeper, callback_list)
         raise
     callback_list.on_train_end(logs)
     return model.history
