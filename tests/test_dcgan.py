@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from pipelines import gan as gan_pipeline
 from tf_models import dcgan
+from tf_models.core import adversarial
 from tests.conftest import shared_dataset
 
 TINY_RUN = dict(data="digits", batch_size=16, steps_per_epoch=2, epochs=1, generator_filters=8, discriminator_filters=8,
@@ -127,7 +128,10 @@ def weights_of(network):
 
 
 def test_average_generator_follows_the_generator_by_the_ema_rule():
-    """decay 0.5: average = 0.5 * (0.5 * g0 + 0.5 * g1) + 0.5 * g2, BatchNorm statistics included."""
+    """average = d2 * (d1 * g0 + (1 - d1) * g1) + (1 - d2) * g2, BatchNorm statistics included.
+
+    With ema_decay 0.5 the warm-up gives d1 = min(0.5, 2 / 11) and d2 = min(0.5, 3 / 12).
+    """
     model = compiled_gan(ema_decay=0.5)
     real = tf.random.uniform((8, 28, 28, 1), -1, 1, seed=0)
     history = [weights_of(model.generator)]
@@ -135,7 +139,8 @@ def test_average_generator_follows_the_generator_by_the_ema_rule():
     for _ in range(2):
         model.train_step(real)
         history.append(weights_of(model.generator))
-    expected = [0.5 * (0.5 * g0 + 0.5 * g1) + 0.5 * g2 for g0, g1, g2 in zip(*history)]
+    d1, d2 = 2 / 11, 3 / 12
+    expected = [d2 * (d1 * g0 + (1 - d1) * g1) + (1 - d2) * g2 for g0, g1, g2 in zip(*history)]
     names = [weight.path for weight in model.average_generator.weights]
     assert any("moving_mean" in name for name in names)
     for name, average, value in zip(names, weights_of(model.average_generator), expected):
@@ -143,6 +148,12 @@ def test_average_generator_follows_the_generator_by_the_ema_rule():
     assert not all(np.array_equal(a, g) for a, g in zip(weights_of(model.average_generator), history[-1]))
     assert model.average_generator.trainable_weights == []
     assert len(model.trainable_weights) == len(model.generator.trainable_weights + model.discriminator.trainable_weights)
+
+
+def test_average_decay_warms_up_to_ema_decay():
+    decays = [float(adversarial.average_decay(0.999, updates)) for updates in (0, 1, 90, 8990, 10**6)]
+    np.testing.assert_allclose(decays, [0.1, 2 / 11, 0.91, 0.999, 0.999], rtol=1e-6)
+    assert float(adversarial.average_decay(0.5, 10**6)) == 0.5
 
 
 def test_sampling_generator_is_the_average_only_when_ema_is_on():
