@@ -5,7 +5,7 @@ Examples:
   python scripts/compare_recipes.py --data digits --evaluator digits28 --minutes 1 --name digits-1min
 
 (a) project: DCGAN preset `mnist` (the default DCGAN networks, Adam(2e-4, 0.5),
-batch 128). (b) tutorial: preset `tutorial_step`, the tutorial's networks
+batch 64). (b) tutorial: preset `tutorial_step`, the tutorial's networks
 trained by its own step (tf_models.tutorial_dcgan.make_train_step, Adam(1e-4),
 batch 256). Both read the same pipeline (pipelines/gan.py) and run through the
 same runner with --time-budget-minutes, as runs <name>-project and

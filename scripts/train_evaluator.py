@@ -4,7 +4,7 @@ Examples:
   python scripts/train_evaluator.py --data digits --image-size 28 --epochs 10 --run-name digits28
   python scripts/train_evaluator.py --data ../shared/datasets/mnist --image-size 28 --epochs 3 --run-name mnist28
   python scripts/train_evaluator.py --data ../shared/datasets/fashion_mnist --image-size 64 --epochs 6 --cosine-decay --run-name fashion64
-  python scripts/train_evaluator.py --data ../shared/datasets/cifar10 --image-size 32 --epochs 20 --run-name cifar32
+  python scripts/train_evaluator.py --data ../shared/datasets/cifar10 --image-size 32 --epochs 30 --cosine-decay --run-name cifar32
 
 Trains on the train split (images resized to --image-size and scaled to [-1, 1]
 like the GAN's), reports accuracy on the test split, and writes
