@@ -147,7 +147,8 @@ class TrainingClock(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self._write()
 
-    def on_checkpoint(self):
+    def on_checkpoint(self, steps):
+        self.steps = steps
         self._write()
 
     def on_train_end(self, logs=None):

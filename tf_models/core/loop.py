@@ -97,14 +97,17 @@ def evaluate(model, dataset, steps=None, strategy=None, jit_compile=False):
     return _to_floats(logs)
 
 
-def _save_mid_epoch(keeper, callback_list):
-    """Checkpoints, after the callbacks with an `on_checkpoint` method (run totals) have written theirs.
+def _save_mid_epoch(keeper, callback_list, first_step):
+    """Checkpoints, after the callbacks with an `on_checkpoint(steps)` method (run totals) have written theirs.
 
-    At an epoch's end `on_epoch_end` plays that part.
+    `steps` is the number of steps this invocation has taken by the checkpoint's
+    own counter, which an interrupt inside a step may have advanced without a
+    batch-end callback. At an epoch's end `on_epoch_end` plays this part.
     """
+    steps = int(keeper.state.step.numpy()) - first_step
     for callback in callback_list.callbacks:
         if hasattr(callback, "on_checkpoint"):
-            callback.on_checkpoint()
+            callback.on_checkpoint(steps)
     keeper.save()
 
 
@@ -165,6 +168,7 @@ def train(
         model.train_step, strategy, jit_compile, counters=(state.step, state.step_in_epoch)
     )
     model.stop_training = False
+    first_step = int(state.step.numpy())
     callback_list.on_train_begin()
     deadline = time.monotonic() + time_budget_seconds if time_budget_seconds else math.inf
     logs = {}
@@ -182,7 +186,7 @@ def train(
                 _check_finite(logs, int(state.step.numpy()), keeper)
                 callback_list.on_train_batch_end(batch, logs)
                 if save_every_steps and int(state.step.numpy()) % save_every_steps == 0:
-                    _save_mid_epoch(keeper, callback_list)
+                    _save_mid_epoch(keeper, callback_list, first_step)
                 if time.monotonic() > deadline:
                     model.stop_training = True
                 if model.stop_training:
@@ -201,7 +205,7 @@ def train(
             if model.stop_training:
                 break
     except KeyboardInterrupt:
-        _save_mid_epoch(keeper, callback_list)
+        _save_mid_epoch(keeper, callback_list, first_step)
         raise
     callback_list.on_train_end(logs)
     return model.history
