@@ -32,7 +32,8 @@ class EvaluatorConfig:
     batch_size: int = option(64, "batch size")
     image_size: int = option(28, "side of the square images; the same as the GAN's")
     learning_rate: float = option(1e-3, "Adam learning rate")
-    cosine_decay: bool = option(False, "decay the learning rate to 0 over the run along a cosine (Loshchilov & Hutter, 2017)")
+    cosine_decay: bool = option(False, "decay the learning rate to 0 over the run along a cosine "
+                                       "(Loshchilov & Hutter, 2017)")
     filters: int = option(32, "filters of the first convolution block")
     seed: int = option(0, "seed of weights and data order")
     tfds_data_dir: str = option("", "TensorFlow Datasets data_dir for tfds:NAME sources")

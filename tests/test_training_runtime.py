@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -180,6 +181,32 @@ def test_time_budget_stops_at_a_step_boundary_with_a_checkpoint(tmp_path):
     resumed = callbacks_lib.TrainingClock.read(clock_file)
     assert recorded["steps"] < resumed["steps"]
     assert budget <= resumed["seconds"] < budget + recorded["seconds"], "the budget counts all invocations"
+
+
+class InterruptAtBatchEnd(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt at the end of batch `batch`, before the callbacks after it see that batch."""
+
+    def __init__(self, batch):
+        super().__init__()
+        self.batch = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.batch:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupt_after_a_step_keeps_the_clock_at_the_checkpoints_step(tmp_path):
+    """The step counter has moved but the clock's batch-end has not run: the clock follows the checkpoint."""
+    task = dcgan_task.DCGANTask()
+    config = task.resolve(tiny_config(tmp_path, run_name="interrupted"))
+    model = task.build_model(config)
+    keeper = checkpoints.CheckpointKeeper(tmp_path / "checkpoints", model=model, **task.checkpoint_items(model))
+    clock = callbacks_lib.TrainingClock(tmp_path / "training_time.json")
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(model, task.build_data(config).make_dataset, epochs=1, steps_per_epoch=6, keeper=keeper,
+                   callbacks=[InterruptAtBatchEnd(batch=3), clock], verbose=0)
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
+    assert callbacks_lib.TrainingClock.read(clock.path)["steps"] == 4
 
 
 def test_a_run_in_use_is_refused_and_a_stale_lock_is_taken_over(tmp_path):

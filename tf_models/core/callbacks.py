@@ -112,8 +112,8 @@ class TrainingClock(keras.callbacks.Callback):
     export not). It is written just before every checkpoint the loop saves
     (`on_checkpoint`, and `on_epoch_end` before the epoch's), and at the end
     of training, so a killed run's clock holds at least the steps and time
-    of its last checkpoint. The runner puts it first among the callbacks, so that it
-    also counts at least the time `--time-budget-minutes` allows.
+    of its last checkpoint. The runner puts it first among the callbacks, so
+    that it also counts at least the time `--time-budget-minutes` allows.
     """
 
     FILE_NAME = "training_time.json"
