@@ -2,6 +2,7 @@
 
 Examples:
   python scripts/evaluate.py --task gan --run mnist --evaluator mnist
+  python scripts/evaluate.py --task gan-reference --evaluator mnist28 --data ../shared/datasets/mnist --image-size 28
   python scripts/evaluate.py --task pix2pix --run mias-noise
   python scripts/evaluate.py --task unet --run carvana
   python scripts/evaluate.py --task pneumonia --run xray
@@ -17,6 +18,7 @@ from tf_models.core import runner
 
 TASKS = {
     "gan": "tf_models.tasks.gan_evaluation",
+    "gan-reference": "tf_models.tasks.gan_reference",
     "pix2pix": "tf_models.tasks.pix2pix_evaluation",
     "unet": "tf_models.tasks.unet_evaluation",
     "pneumonia": "tf_models.tasks.pneumonia_evaluation",

@@ -73,3 +73,26 @@ def test_training_logs_quality_scores_every_epoch(trained):
     assert list((result.paths.log_dir / "quality").glob("events.out.tfevents.*"))
     history = (result.paths.log_dir / "history.csv").read_text().splitlines()[0]
     assert "quality_fcd" in history
+
+
+def test_truncated_latents_stay_inside_the_bound_and_zero_keeps_the_normal():
+    latent = gan_evaluation.sample_latent(np.random.default_rng(1), 2000, 8, truncation=0.5)
+    assert latent.shape == (2000, 8) and latent.dtype == np.float32
+    assert np.abs(latent).max() <= 0.5
+    # A standard normal truncated at +-0.5 has standard deviation 0.2839.
+    assert abs(latent.std() - 0.2839) < 0.01
+    np.testing.assert_array_equal(gan_evaluation.sample_latent(np.random.default_rng(1), 5, 3),
+                                  np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32))
+    with pytest.raises(ValueError, match="--truncation"):
+        gan_evaluation.sample_latent(np.random.default_rng(0), 1, 1, truncation=-1.0)
+
+
+def test_truncation_is_scored_apart(trained):
+    result = evaluate(trained, "--evaluator", "digits28", "--samples", "100", "--batch-size", "50",
+                      "--truncation", "0.5")
+    assert result.returncode == 0, result.stderr[-2000:]
+    run_dir = trained / "logs" / "dcgan" / "gan"
+    truncated = json.loads((run_dir / "evaluation-truncation-0.5" / "metrics.json").read_text())
+    assert truncated["truncation"] == 0.5
+    refused = evaluate(trained, "--evaluator", "digits28", "--truncation", "-2")
+    assert refused.returncode != 0 and "--truncation" in refused.stderr

@@ -11,6 +11,13 @@ split into two disjoint halves, A and B:
 
 Generated and real-A sets have the same size, so their distances to B are
 comparable (both estimators depend on the sample size).
+
+`--truncation T` samples the latent vectors from a normal truncated at +-T
+(each entry beyond T drawn again; Brock et al., 2019, "the truncation
+trick"): fewer unusual samples, so usually higher realism and IS and lower
+diversity. It changes the generator's input distribution, so its scores are
+those of another sampler, recorded as such in metrics.json; 0 (the default)
+is the generator's own distribution.
 """
 
 import json
@@ -33,6 +40,8 @@ def add_arguments(parser):
     parser.add_argument("--samples", type=int, default=5000, help="generated images (capped at half the real test set)")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--truncation", type=float, default=0.0,
+                        help="sample latents from a normal truncated at +-T (0: the generator's own normal)")
     parser.add_argument("--data", help="real data (default: the run's own --data)")
     parser.add_argument("--logs-root", default="logs")
     parser.add_argument("--models-root", default="saved_models")
@@ -53,12 +62,25 @@ def real_outputs(scorer, data, image_size, channels, batch_size, tfds_data_dir=N
     return np.concatenate(features), np.concatenate(probabilities)
 
 
-def generated_outputs(scorer, generator, count, batch_size, seed):
+def sample_latent(rng, count, latent_dim, truncation=0.0):
+    """Standard normal [count, latent_dim]; with `truncation` > 0, entries beyond +-truncation drawn again."""
+    if truncation < 0:
+        raise ValueError(f"--truncation must be 0 (off) or positive, got {truncation}.")
+    latent = rng.normal(size=(count, latent_dim))
+    if truncation:
+        outside = np.abs(latent) > truncation
+        while outside.any():
+            latent[outside] = rng.normal(size=int(outside.sum()))
+            outside = np.abs(latent) > truncation
+    return latent.astype(np.float32)
+
+
+def generated_outputs(scorer, generator, count, batch_size, seed, truncation=0.0):
     rng = np.random.default_rng(seed)
     latent_dim = generator.input_shape[-1]
     features, probabilities = [], []
     for start in range(0, count, batch_size):
-        latent = rng.normal(size=(min(batch_size, count - start), latent_dim)).astype(np.float32)
+        latent = sample_latent(rng, min(batch_size, count - start), latent_dim, truncation)
         batch_features, batch_probabilities = scorer(generator(latent, training=False), training=False)
         features.append(np.asarray(batch_features))
         probabilities.append(np.asarray(batch_probabilities))
@@ -77,16 +99,18 @@ def scores(probabilities, features, reference_features, num_classes, seed=0):
     }
 
 
-def compare(generator, scorer, real, num_classes, samples, batch_size, seed=0):
+def compare(generator, scorer, real, num_classes, samples, batch_size, seed=0, truncation=0.0):
     """Scores of generated images and of real half A, both against real half B."""
     real_features, real_probabilities = real
     order = np.random.default_rng(seed).permutation(len(real_features))
     half = len(order) // 2
     first, second = order[:half], order[half:2 * half]
     count = min(samples, half)
-    generated_features, generated_probabilities = generated_outputs(scorer, generator, count, batch_size, seed)
+    generated_features, generated_probabilities = generated_outputs(scorer, generator, count, batch_size, seed,
+                                                                         truncation)
     return {
         "samples": count,
+        "truncation": truncation,
         "generated": scores(generated_probabilities, generated_features, real_features[second], num_classes, seed),
         "real": scores(real_probabilities[first[:count]], real_features[first[:count]], real_features[second],
                        num_classes, seed),
@@ -116,15 +140,16 @@ def evaluate(args):
     paths = runs.RunPaths("dcgan", args.run, pathlib.Path(args.logs_root), pathlib.Path(args.models_root))
     if not paths.config_file.is_file():
         raise ValueError(f"{paths.config_file}: no such DCGAN run.")
+    sample_latent(np.random.default_rng(0), 1, 1, args.truncation)
     config = json.loads(paths.config_file.read_text())
     data = args.data or config["data"]
     scorer, card = load_scorer(args.models_root, args.evaluator, config["image_size"], config["channels"], data)
     real = real_outputs(scorer, data, config["image_size"], config["channels"], args.batch_size,
                         config.get("tfds_data_dir") or None)
     result = compare(load_run_generator(paths), scorer, real, len(card["class_names"]), args.samples,
-                     args.batch_size, args.seed)
+                     args.batch_size, args.seed, args.truncation)
     result.update(run=args.run, evaluator=args.evaluator, evaluator_test_accuracy=card["test_accuracy"], data=data)
-    output_dir = paths.log_dir / "evaluation"
+    output_dir = paths.log_dir / ("evaluation" if not args.truncation else f"evaluation-truncation-{args.truncation:g}")
     written = [runs.write_json(output_dir / "metrics.json", result),
                runs.atomic_write_text(output_dir / "metrics.md", table(result) + "\n")]
     print(f"{result['samples']} generated vs {result['samples']} real held-out images "
