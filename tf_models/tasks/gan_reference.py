@@ -125,13 +125,15 @@ def table(result):
 
 
 def evaluate(args):
+    name = runs.validate_run_name(args.name or args.evaluator)
+    for variant in args.variants:
+        parse_variant(variant)
     scorer, card = gan_evaluation.load_scorer(args.models_root, args.evaluator, args.image_size, args.channels,
                                               args.data)
     result = reference_scores(scorer, args.data, args.image_size, args.channels, len(card["class_names"]),
                               args.variants, args.samples, args.batch_size, args.seed)
     result.update(evaluator=args.evaluator, evaluator_test_accuracy=card["test_accuracy"], data=args.data)
-    output_dir = pathlib.Path(args.logs_root) / "gan_reference" / (args.name or args.evaluator)
-    runs.validate_run_name(output_dir.name)
+    output_dir = pathlib.Path(args.logs_root) / "gan_reference" / name
     written = [runs.write_json(output_dir / "metrics.json", result),
                runs.atomic_write_text(output_dir / "metrics.md", table(result) + "\n")]
     print(f"{result['samples']} images per variant against {result['reference_samples']} real held-out images "
