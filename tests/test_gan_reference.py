@@ -43,14 +43,15 @@ def test_reference_scores_grow_with_the_damage(tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "evaluate.py"), "--task", "gan-reference", "--evaluator",
          "digits28", "--data", "digits", "--image-size", "28", "--variants", "real", "train", "noise:0.5",
-         "--samples", "200", "--logs-root", str(tmp_path / "logs"), "--models-root", str(tmp_path / "models")],
+         "--samples", "150", "--logs-root", str(tmp_path / "logs"), "--models-root", str(tmp_path / "models")],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     scores = json.loads((tmp_path / "logs" / "gan_reference" / "digits28" / "metrics.json").read_text())
-    assert scores["samples"] == 200
+    assert scores["samples"] == 150
     variants = scores["variants"]
-    assert list(variants) == ["real", "train", "noise:0.5"]
+    assert set(variants) == {"real", "train", "noise:0.5"}
     assert variants["noise:0.5"]["fcd"] > 3 * variants["real"]["fcd"]
-    assert variants["noise:0.5"]["realism"] < variants["real"]["realism"]
+    assert variants["noise:0.5"]["kid"] > variants["real"]["kid"]
+    assert all(np.isfinite(value) for row in variants.values() for value in row.values())
     assert "| noise:0.5 |" in result.stdout
