@@ -54,18 +54,27 @@ def load_scorer(models_root, evaluator_name, image_size, channels, data):
     return evaluator_lib.feature_and_probability_model(classifier), card
 
 
+def scorer_outputs(scorer, image_batches):
+    """(features, probabilities) of every image in an iterable of image batches, concatenated."""
+    features, probabilities = zip(*(scorer(images, training=False) for images in image_batches))
+    return np.concatenate(features), np.concatenate(probabilities)
+
+
 def real_outputs(scorer, data, image_size, channels, batch_size, tfds_data_dir=None):
     """Features and probabilities of the source's held-out (test) images."""
     split = sources.load(data, "test", channels=channels, tfds_data_dir=tfds_data_dir)
     batches = classification.batch_split(split, image_size, channels, batch_size)
-    features, probabilities = zip(*(scorer(images, training=False) for images, _ in batches))
-    return np.concatenate(features), np.concatenate(probabilities)
+    return scorer_outputs(scorer, (images for images, _ in batches))
+
+
+def check_truncation(truncation):
+    if truncation < 0:
+        raise ValueError(f"--truncation must be 0 (off) or positive, got {truncation}.")
 
 
 def sample_latent(rng, count, latent_dim, truncation=0.0):
     """Standard normal [count, latent_dim]; with `truncation` > 0, entries beyond +-truncation drawn again."""
-    if truncation < 0:
-        raise ValueError(f"--truncation must be 0 (off) or positive, got {truncation}.")
+    check_truncation(truncation)
     latent = rng.normal(size=(count, latent_dim))
     if truncation:
         outside = np.abs(latent) > truncation
@@ -78,13 +87,19 @@ def sample_latent(rng, count, latent_dim, truncation=0.0):
 def generated_outputs(scorer, generator, count, batch_size, seed, truncation=0.0):
     rng = np.random.default_rng(seed)
     latent_dim = generator.input_shape[-1]
-    features, probabilities = [], []
-    for start in range(0, count, batch_size):
-        latent = sample_latent(rng, min(batch_size, count - start), latent_dim, truncation)
-        batch_features, batch_probabilities = scorer(generator(latent, training=False), training=False)
-        features.append(np.asarray(batch_features))
-        probabilities.append(np.asarray(batch_probabilities))
-    return np.concatenate(features), np.concatenate(probabilities)
+    batches = (generator(sample_latent(rng, min(batch_size, count - start), latent_dim, truncation), training=False)
+               for start in range(0, count, batch_size))
+    return scorer_outputs(scorer, batches)
+
+
+def held_out_halves(length, samples, seed=0):
+    """Indices of a held-out set of `length` images: (the first `samples` of half A, all of half B).
+
+    The halves are disjoint and of equal size, drawn by one seeded permutation.
+    """
+    order = np.random.default_rng(seed).permutation(length)
+    half = length // 2
+    return order[:min(samples, half)], order[half:2 * half]
 
 
 def scores(probabilities, features, reference_features, num_classes, seed=0):
@@ -102,18 +117,14 @@ def scores(probabilities, features, reference_features, num_classes, seed=0):
 def compare(generator, scorer, real, num_classes, samples, batch_size, seed=0, truncation=0.0):
     """Scores of generated images and of real half A, both against real half B."""
     real_features, real_probabilities = real
-    order = np.random.default_rng(seed).permutation(len(real_features))
-    half = len(order) // 2
-    first, second = order[:half], order[half:2 * half]
-    count = min(samples, half)
-    generated_features, generated_probabilities = generated_outputs(scorer, generator, count, batch_size, seed,
+    first, second = held_out_halves(len(real_features), samples, seed)
+    generated_features, generated_probabilities = generated_outputs(scorer, generator, len(first), batch_size, seed,
                                                                          truncation)
     return {
-        "samples": count,
+        "samples": len(first),
         "truncation": truncation,
         "generated": scores(generated_probabilities, generated_features, real_features[second], num_classes, seed),
-        "real": scores(real_probabilities[first[:count]], real_features[first[:count]], real_features[second],
-                       num_classes, seed),
+        "real": scores(real_probabilities[first], real_features[first], real_features[second], num_classes, seed),
     }
 
 
@@ -140,7 +151,7 @@ def evaluate(args):
     paths = runs.RunPaths("dcgan", args.run, pathlib.Path(args.logs_root), pathlib.Path(args.models_root))
     if not paths.config_file.is_file():
         raise ValueError(f"{paths.config_file}: no such DCGAN run.")
-    sample_latent(np.random.default_rng(0), 1, 1, args.truncation)
+    check_truncation(args.truncation)
     config = json.loads(paths.config_file.read_text())
     data = args.data or config["data"]
     scorer, card = load_scorer(args.models_root, args.evaluator, config["image_size"], config["channels"], data)

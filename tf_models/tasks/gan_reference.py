@@ -13,8 +13,8 @@ Variants (`--variants`):
 - `train`: as many images of the training split, in place of half A;
 - `blur:S`: half A blurred by a Gaussian of standard deviation S pixels;
 - `noise:S`: half A plus Gaussian noise of standard deviation S ([-1, 1] units);
-- `shift:P`: half A moved by P pixels right and down (zeros shifted in, which
-  is the background only for images whose borders are background).
+- `shift:P`: half A moved by P pixels right and down, black (-1) shifted in,
+  which is the background only for images whose borders are black.
 """
 
 import math
@@ -88,19 +88,17 @@ def _split_images(data, split, image_size, channels, batch_size):
 
 
 def _outputs(scorer, images, batch_size):
-    features, probabilities = zip(*(scorer(images[start:start + batch_size], training=False)
-                                    for start in range(0, len(images), batch_size)))
-    return np.concatenate(features), np.concatenate(probabilities)
+    return gan_evaluation.scorer_outputs(scorer, (images[start:start + batch_size]
+                                                  for start in range(0, len(images), batch_size)))
 
 
 def reference_scores(scorer, data, image_size, channels, num_classes, variants, samples, batch_size, seed=0):
     """{variant: scores of `--task gan`} for each variant of real half A against real half B."""
     parsed = {variant: parse_variant(variant) for variant in variants}
     held_out = _split_images(data, "test", image_size, channels, batch_size)
-    order = np.random.default_rng(seed).permutation(len(held_out))
-    half = len(order) // 2
-    count = min(samples, half)
-    first, second = held_out[order[:count]], held_out[order[half:2 * half]]
+    first_indices, second_indices = gan_evaluation.held_out_halves(len(held_out), samples, seed)
+    first, second = held_out[first_indices], held_out[second_indices]
+    count = len(first)
     reference_features, _ = _outputs(scorer, second, batch_size)
     results = {}
     for variant, (kind, amount) in parsed.items():
