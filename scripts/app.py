@@ -12,7 +12,8 @@ writes no files. `?page=Segment` in the address opens a page directly.
 
 import streamlit as st
 
-from tf_models.tasks import app_backend, app_models
+from tf_models.app import backend as app_backend
+from tf_models.app import models as app_models
 
 DEGRADATIONS = {
     "none (enhance the image as it is)": "",

@@ -183,7 +183,7 @@ def main(argv=None):
         parser.error("cannot drive Chromium, missing: " + "; ".join(missing))
     models_root = args.models_root
     if args.train_tiny:
-        from tf_models.tasks import app_demo
+        from tf_models.app import demo as app_demo
 
         models_root = app_demo.train_tiny_runs(args.train_tiny, args.datasets)
     for path in capture_all(models_root, args.datasets, args.output):

@@ -17,7 +17,8 @@ import sys
 import time
 
 from tf_models.core import runner
-from tf_models.tasks import bench, registry
+from tf_models.tools import bench
+from tf_models import registry
 
 
 def main(argv=None):

@@ -23,7 +23,7 @@ import argparse
 import sys
 
 from tf_models.core import runner
-from tf_models.tasks import gan_experiments
+from tf_models.dcgan import experiments as gan_experiments
 
 
 def main(argv=None):

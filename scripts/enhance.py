@@ -19,7 +19,7 @@ import numpy as np
 
 from pipelines import images
 from tf_models.core import runs
-from tf_models.tasks import pix2pix as pix2pix_task
+from tf_models.pix2pix import task as pix2pix_task
 
 
 def enhance_file(path, enhancer, tile, overlap):

@@ -14,9 +14,9 @@ model.tflite, export.json) and logs/pneumonia/<run>/config.json.
 import argparse
 import sys
 
-from tf_models import pneumonia
+from tf_models.pneumonia import model as pneumonia
 from tf_models.core import runner
-from tf_models.tasks import pneumonia as pneumonia_task
+from tf_models.pneumonia import task as pneumonia_task
 
 
 def main(argv=None):

@@ -17,11 +17,11 @@ import sys
 from tf_models.core import runner
 
 TASKS = {
-    "gan": "tf_models.tasks.gan_evaluation",
-    "gan-reference": "tf_models.tasks.gan_reference",
-    "pix2pix": "tf_models.tasks.pix2pix_evaluation",
-    "unet": "tf_models.tasks.unet_evaluation",
-    "pneumonia": "tf_models.tasks.pneumonia_evaluation",
+    "gan": "tf_models.dcgan.evaluation",
+    "gan-reference": "tf_models.dcgan.reference",
+    "pix2pix": "tf_models.pix2pix.evaluation",
+    "unet": "tf_models.unet.evaluation",
+    "pneumonia": "tf_models.pneumonia.evaluation",
 }
 
 

@@ -16,7 +16,7 @@ import json
 import sys
 
 from tf_models.core import export, runner
-from tf_models.tasks import registry
+from tf_models import registry
 
 
 def main(argv=None):

@@ -8,7 +8,7 @@ Each trainer runs tiny settings on small copies of ../shared/datasets (made
 under --work-dir). The report (JSON) has, per trainer: kills tried and
 delivered, resumes checked and succeeded, the most steps repeated against
 the save interval, corrupted files (must be none) and whether the final
-model.keras, SavedModel and TFLite load. See tf_models/core/fault_suite.py.
+model.keras, SavedModel and TFLite load. See tf_models/tools/fault_suite.py.
 """
 
 import argparse
@@ -16,7 +16,8 @@ import json
 import sys
 import tempfile
 
-from tf_models.core import fault_suite, runs
+from tf_models.core import runs
+from tf_models.tools import fault_suite
 
 
 def main(argv=None):

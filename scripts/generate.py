@@ -35,7 +35,7 @@ def load_generator(model_path):
     if model_path.suffix == ".keras":
         import keras
 
-        from tf_models import dcgan  # noqa: F401 - registers the DCGAN class
+        from tf_models.dcgan import model as dcgan  # noqa: F401 - registers the DCGAN class
 
         model = keras.saving.load_model(model_path, safe_mode=True)
         return keras_generate(getattr(model, "sampling_generator", model))
@@ -73,7 +73,7 @@ def main(argv=None):
         if paths.keras_file.is_file():
             generate = load_generator(paths.keras_file)
         else:
-            from tf_models.tasks import dcgan as dcgan_task
+            from tf_models.dcgan import task as dcgan_task
 
             generate = keras_generate(dcgan_task.restore_from_checkpoint(paths).sampling_generator)
     images = generate(args.count, args.seed)

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from pipelines import classification, images
 from tf_models.core import runs
-from tf_models.tasks import pneumonia as pneumonia_task
+from tf_models.pneumonia import task as pneumonia_task
 
 
 def load_images(paths, image_size):

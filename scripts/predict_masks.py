@@ -12,7 +12,7 @@ Writes <output-dir>/<stem>_mask.png (0 background, 255 foreground) for every ima
 import argparse
 import sys
 
-from tf_models.tasks import unet_inference
+from tf_models.unet import inference as unet_inference
 
 
 def main(argv=None):

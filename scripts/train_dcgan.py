@@ -14,7 +14,7 @@ and saved_models/dcgan/<run>/ (checkpoints/, model.keras, serving/<N>/, model.tf
 import sys
 
 from tf_models.core import runner
-from tf_models.tasks import dcgan as dcgan_task
+from tf_models.dcgan import task as dcgan_task
 
 
 def main(argv=None):

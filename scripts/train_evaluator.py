@@ -18,7 +18,7 @@ import sys
 import keras
 
 from pipelines import classification
-from tf_models import evaluator
+from tf_models.dcgan import evaluator
 from tf_models.core import config as config_lib
 from tf_models.core import runs
 from tf_models.core.config import option

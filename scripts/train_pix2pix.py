@@ -16,7 +16,7 @@ model.keras, serving/<N>/, model.tflite).
 import sys
 
 from tf_models.core import runner
-from tf_models.tasks import pix2pix as pix2pix_task
+from tf_models.pix2pix import task as pix2pix_task
 
 
 def main(argv=None):

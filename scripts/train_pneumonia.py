@@ -16,7 +16,7 @@ threshold.json, serving/<N>/, model.tflite, export.json).
 import sys
 
 from tf_models.core import runner
-from tf_models.tasks import pneumonia as pneumonia_task
+from tf_models.pneumonia import task as pneumonia_task
 
 
 def main(argv=None):

@@ -13,7 +13,7 @@ and saved_models/unet/<run>/ (checkpoints/, best.keras, model.keras, serving/<N>
 import sys
 
 from tf_models.core import runner
-from tf_models.tasks import unet as unet_task
+from tf_models.unet import task as unet_task
 
 
 def main(argv=None):

@@ -1,7 +1,7 @@
 """Tiny trained runs shared by the app tests, trained once per pytest session."""
 
 from tests.conftest import shared_dataset
-from tf_models.tasks import app_demo
+from tf_models.app import demo as app_demo
 
 
 def tiny_models_root(tmp_path_factory):

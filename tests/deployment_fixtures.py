@@ -5,7 +5,7 @@ import pathlib
 import imageio.v3 as iio
 import numpy as np
 
-from tests.test_pneumonia import write_kermany
+from tests.pneumonia.test_pneumonia import write_kermany
 
 
 def write_clean_images(root, count=8, size=64):

@@ -1,4 +1,4 @@
-"""One distributed check, run by `tests/test_distribute.py` in a fresh process.
+"""One distributed check, run by `tests/core/test_distribute.py` in a fresh process.
 
 TensorFlow has to be told to split the CPU into two logical devices before
 it initialises, so each check runs here, in its own process, and prints one
@@ -30,7 +30,10 @@ import imageio.v3 as iio  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tf_models import dcgan, pix2pix, pneumonia, unet  # noqa: E402
+from tf_models.dcgan import model as dcgan  # noqa: E402
+from tf_models.pix2pix import model as pix2pix
+from tf_models.pneumonia import model as pneumonia
+from tf_models.unet import model as unet
 from tf_models.core import config as config_lib  # noqa: E402
 from tf_models.core import checkpoints, loop, runner  # noqa: E402
 from tf_models.core import strategy as strategy_lib  # noqa: E402
@@ -137,23 +140,23 @@ def _task_config(task_name, root):
     """(task module, config fields) of a tiny run on generated data under `root`."""
     rng = np.random.default_rng(0)
     if task_name == "dcgan":
-        from tf_models.tasks import dcgan as task
+        from tf_models.dcgan import task
         fields = dict(data="digits", generator_filters=4, discriminator_filters=4, latent_dim=8, sample_count=4,
                       ema_decay=EMA_DECAY)
     elif task_name == "pix2pix":
-        from tf_models.tasks import pix2pix as task
+        from tf_models.pix2pix import task
         _write_pngs(root / "clean", [f"image{i}" for i in range(6)], 40, rng)
         fields = dict(data=str(root / "clean"), image_size=32, generator_filters=4, generator_depth=3,
                       discriminator_filters=4, dropout_blocks=0, test_fraction=0.3, sample_count=2)
     elif task_name == "unet":
-        from tf_models.tasks import unet as task
+        from tf_models.unet import task
         names = [f"slice{i}" for i in range(6)]
         _write_pngs(root / "pairs" / "image", names, 16, rng)
         _write_pngs(root / "pairs" / "label", names, 16, rng, mask=True)
         fields = dict(data=str(root / "pairs"), image_size="16x16", depth=2, base_filters=4, augment=False,
                       validation_fraction=0.3, overlay_count=2)
     else:
-        from tf_models.tasks import pneumonia as task
+        from tf_models.pneumonia import task
         for split in ("train", "test"):
             _write_pngs(root / "xray" / split / "NORMAL", [f"IM-{i:04d}-0001" for i in range(6)], 32, rng)
             _write_pngs(root / "xray" / split / "PNEUMONIA", [f"person{i}_bacteria_1" for i in range(6)], 32, rng)

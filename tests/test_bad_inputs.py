@@ -13,9 +13,10 @@ import tensorflow as tf
 
 from pipelines import classification, images, paired, segmentation, sources
 from tests.conftest import write_class_folders
-from tests.test_paired_pipeline import write_gray
-from tests.test_pneumonia import write_kermany
-from tests.test_segmentation_pipeline import car_mask, write_carvana
+from tests.pipelines.test_paired_pipeline import write_gray
+from tests.pneumonia.test_pneumonia import write_kermany
+from tests.pipelines.test_segmentation_pipeline import car_mask
+from tests.pipelines.test_segmentation_pipeline import write_carvana
 
 
 def truncated_jpeg(path, size=(20, 24)):
@@ -149,7 +150,7 @@ def test_zero_byte_xray_is_skipped_and_counted(tmp_path):
 ])
 def test_more_invalid_flags_are_refused(argv, message):
     from tf_models.core import config as config_lib
-    from tf_models.tasks import dcgan as dcgan_task
+    from tf_models.dcgan import task as dcgan_task
 
     with pytest.raises(ValueError, match=message):
         config_lib.parse_config(dcgan_task.DCGANConfig, argv, presets=dcgan_task.PRESETS)
@@ -157,7 +158,7 @@ def test_more_invalid_flags_are_refused(argv, message):
 
 def test_pix2pix_size_not_divisible_by_the_depth_is_refused():
     from tf_models.core import config as config_lib
-    from tf_models.tasks import pix2pix as pix2pix_task
+    from tf_models.pix2pix import task as pix2pix_task
 
     config = config_lib.make_config(pix2pix_task.Pix2PixConfig, data="x", image_size=48, generator_depth=5)
     with pytest.raises(ValueError, match=r"--image-size 48 must be divisible by 2\*\*--generator-depth \(32\)"):
@@ -166,9 +167,9 @@ def test_pix2pix_size_not_divisible_by_the_depth_is_refused():
 
 @pytest.fixture(scope="module")
 def unet_signature(tmp_path_factory):
-    from tf_models import unet
+    from tf_models.unet import model as unet
     from tf_models.core import export as export_lib
-    from tf_models.tasks import unet as unet_task
+    from tf_models.unet import task as unet_task
 
     model = unet.build_unet((16, 16, 1), depth=2, base_filters=2)
     serving = export_lib.export_saved_model(model, unet_task.serving_endpoints(model),
@@ -190,7 +191,7 @@ def test_saved_model_signature_refuses_a_wrong_dtype_or_shape(unet_signature, im
 def test_keras_file_with_python_code_is_refused_in_safe_mode(tmp_path):
     import keras
 
-    from tf_models.tasks import app_backend
+    from tf_models.app import backend as app_backend
 
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Lambda(lambda values: values * 2.0)(inputs))

@@ -10,7 +10,8 @@ import tensorflow as tf
 from scripts import export as export_script
 from scripts import serving_request
 from tf_models.core import export, runner, runs
-from tf_models.tasks import bench, registry
+from tf_models.tools import bench
+from tf_models import registry
 from tests.conftest import REPO_ROOT
 from tests.deployment_fixtures import tiny_overrides
 
@@ -124,7 +125,7 @@ def test_export_script_reads_a_checkpoint_or_model_keras(tmp_path):
 
 
 def test_pix2pix_export_report_tells_the_enhancer_its_tile_size(exported):
-    from tf_models.tasks import pix2pix as pix2pix_task
+    from tf_models.pix2pix import task as pix2pix_task
 
     entry = exported["pix2pix"]
     assert entry["report"]["tile_size"] == entry["config"].image_size

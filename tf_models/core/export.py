@@ -13,7 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_models.core import benchmark, runs
+from tf_models.core import runs
+from tf_models.tools import benchmark
 
 TFLITE_MODES = ("float", "dynamic", "int8")
 

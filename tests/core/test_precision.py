@@ -1,0 +1,121 @@
+"""Every model under each precision policy: dtypes, one finite training step, float32 exports."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_models.dcgan import model as dcgan
+from tf_models.pix2pix import model as pix2pix
+from tf_models.pneumonia import model as pneumonia
+from tf_models.unet import model as unet
+from tf_models.core import precision, runs
+from tf_models.pix2pix import task as pix2pix_task
+from tf_models.pneumonia import task as pneumonia_task
+
+POLICIES = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
+BATCH = 4
+# Dynamic loss scaling starts at 2**15 and skips the steps whose scaled gradients overflow float16,
+# halving the scale each time: Pix2Pix's L1 term (weight 100) overflows for the first few steps.
+MAX_SKIPPED_STEPS = 8
+
+
+def adam():
+    return keras.optimizers.Adam(1e-3)
+
+
+def build_dcgan():
+    model = dcgan.DCGAN(image_size=28, latent_dim=8, generator_filters=4, discriminator_filters=4, seed=0)
+    model.compile(generator_optimizer=adam(), discriminator_optimizer=adam())
+    return model, np.random.default_rng(0).uniform(-1, 1, (BATCH, 28, 28, 1)).astype(np.float32)
+
+
+def build_pix2pix():
+    model = pix2pix.Pix2Pix(generator_filters=4, generator_depth=3, discriminator_filters=4, norm="batch")
+    model.compile(adam(), adam())
+    images = np.random.default_rng(0).uniform(-1, 1, (2, BATCH, 16, 16, 1)).astype(np.float32)
+    return model, (images[0], images[1])
+
+
+def build_unet():
+    model = unet.build_unet((16, 16, 1), depth=2, base_filters=4)
+    model.compile(optimizer=adam(), loss=unet.bce_dice_loss, metrics=[unet.DiceCoefficient()])
+    rng = np.random.default_rng(0)
+    return model, (rng.uniform(0, 1, (BATCH, 16, 16, 1)).astype(np.float32),
+                   (rng.uniform(0, 1, (BATCH, 16, 16, 1)) > 0.5).astype(np.float32))
+
+
+def build_pneumonia():
+    model = pneumonia_task.compile_model(
+        pneumonia.build_pneumonia_cnn(32, filters=4, blocks=2, dense_units=8, dropout=0.0), 1e-3
+    )
+    rng = np.random.default_rng(0)
+    return model, (rng.uniform(0, 255, (BATCH, 32, 32, 1)).astype(np.float32),
+                   np.array([[0.0], [1.0], [0.0], [1.0]], np.float32))
+
+
+MODELS = {"dcgan": build_dcgan, "pix2pix": build_pix2pix, "unet": build_unet, "pneumonia": build_pneumonia}
+
+
+def networks(model):
+    """The networks that get trained: both of a GAN, or the model itself."""
+    return [model.generator, model.discriminator] if hasattr(model, "generator") else [model]
+
+
+def optimizers(model):
+    if hasattr(model, "generator_optimizer"):
+        return [model.generator_optimizer, model.discriminator_optimizer]
+    return [model.optimizer]
+
+
+def final_output(model, data):
+    if isinstance(model, dcgan.DCGAN):
+        return model.generator(tf.zeros((BATCH, model.latent_dim)))
+    return model(data[0])
+
+
+def updated(network, weights):
+    return any(not np.array_equal(old, new) for old, new in zip(weights, snapshot(network)))
+
+
+def snapshot(network):
+    return [weight.numpy().copy() for weight in network.trainable_weights]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("name", MODELS)
+def test_dtypes_and_one_finite_training_step(name, policy):
+    precision.set_policy(policy)
+    model, data = MODELS[name]()
+    compute_dtypes = {layer.compute_dtype for network in networks(model) for layer in network.layers
+                      if isinstance(layer, keras.layers.Conv2D)}
+    assert POLICIES[policy] in compute_dtypes
+    assert {weight.dtype for network in networks(model) for weight in network.weights} == {"float32"}
+    assert final_output(model, data).dtype == tf.float32
+    if policy == "mixed_float16":
+        assert all(isinstance(optimizer, keras.optimizers.LossScaleOptimizer) for optimizer in optimizers(model))
+
+    before = [snapshot(network) for network in networks(model)]
+    train_step = tf.function(model.train_step)
+    for _ in range(MAX_SKIPPED_STEPS + 1):
+        logs = train_step(data)
+        if all(updated(network, weights) for network, weights in zip(networks(model), before)):
+            break
+    for key, value in logs.items():
+        assert np.isfinite(float(value)), f"{name} {policy}: {key} = {float(value)}"
+    for network, weights in zip(networks(model), before):
+        assert updated(network, weights), f"{network.name} was not updated under {policy}"
+
+
+def test_a_mixed_float16_model_exports_float32_at_the_boundary(tmp_path):
+    precision.set_policy("mixed_float16")
+    model, data = build_pix2pix()
+    tf.function(model.train_step)(data)
+    paths = runs.RunPaths("pix2pix", "mixed", tmp_path / "logs", tmp_path / "models")
+    serving_dir = pix2pix_task.export_enhancer(model.generator, paths, image_size=16, depth=3, tflite=False)[0]
+    signature = tf.saved_model.load(str(serving_dir)).signatures["enhance_float"]
+    (inputs,) = signature.structured_input_signature[1].values()
+    assert inputs.dtype == tf.float32
+    assert signature.structured_outputs["enhanced"].dtype == tf.float32
+    enhanced = signature(image=tf.constant((data[0] + 1.0) / 2.0))["enhanced"]
+    assert enhanced.dtype == tf.float32 and np.isfinite(enhanced.numpy()).all()

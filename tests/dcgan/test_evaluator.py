@@ -1,0 +1,127 @@
+import dataclasses
+import importlib.util
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import classification
+from tests.conftest import REPO_ROOT
+from tf_models.dcgan import evaluator
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("train_evaluator", REPO_ROOT / "scripts" / "train_evaluator.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("image_size, channels", [(28, 1), (32, 3), (8, 1)])
+def test_shapes(image_size, channels):
+    classifier = evaluator.build_evaluator(image_size, channels, num_classes=10, filters=4, feature_dim=16)
+    images = np.random.default_rng(0).uniform(-1, 1, size=(3, image_size, image_size, channels)).astype("float32")
+    assert classifier(images).shape == (3, 10)
+    features, probabilities = evaluator.feature_and_probability_model(classifier)(images)
+    assert features.shape == (3, 16)
+    assert probabilities.shape == (3, 10)
+    np.testing.assert_allclose(np.sum(probabilities, axis=1), 1.0, atol=1e-5)
+    assert np.all(np.asarray(features) >= 0)
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="too small"):
+        evaluator.build_evaluator(4, 1, 10)
+    with pytest.raises(ValueError, match="channels"):
+        evaluator.build_evaluator(28, 2, 10)
+    with pytest.raises(ValueError, match="2 classes"):
+        evaluator.build_evaluator(28, 1, 1)
+
+
+def test_config_round_trip_and_keras_file(tmp_path):
+    classifier = evaluator.build_evaluator(16, 3, num_classes=4, filters=4, feature_dim=8)
+    clone = keras.Model.from_config(classifier.get_config())
+    assert clone.get_config() == classifier.get_config()
+    assert clone.count_params() == classifier.count_params()
+    classifier.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    images = np.random.default_rng(0).uniform(-1, 1, size=(2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(loaded(images), classifier(images), atol=1e-6)
+    assert loaded.get_layer(evaluator.FEATURES_LAYER).units == 8
+
+
+def test_classification_data_from_class_folders(class_folders):
+    data = classification.build_classification_data(str(class_folders), image_size=16, batch_size=4)
+    images, labels = next(iter(data.datasets["train"]))
+    assert images.shape == (4, 16, 16, 3) and images.dtype == "float32"
+    assert float(np.min(images)) >= -1 and float(np.max(images)) <= 1
+    assert data.num_examples == {"train": 12, "test": 6}
+    assert data.class_names == ("cat", "dog") and data.channels == 3
+    test_labels = np.concatenate([batch_labels for _, batch_labels in data.datasets["test"]])
+    np.testing.assert_array_equal(test_labels, [0, 0, 0, 1, 1, 1])
+
+
+def card(**overrides):
+    return {**evaluator.make_card("digits", 28, 1, [str(d) for d in range(10)], 0.9), **overrides}
+
+
+def test_check_compatible_accepts_the_same_data():
+    evaluator.check_compatible(card(), image_size=28, channels=1, dataset="digits")
+    folder_card = card(dataset=evaluator.dataset_id("/data/mnist"))
+    evaluator.check_compatible(folder_card, image_size=28, channels=1, dataset="../shared/datasets/mnist/")
+
+
+@pytest.mark.parametrize(
+    "image_size, channels, dataset, message",
+    [
+        (32, 1, "digits", "image_size 28"),
+        (28, 3, "digits", "channels 1"),
+        (28, 1, "tfds:mnist", "dataset 'digits'"),
+    ],
+)
+def test_check_compatible_refuses_a_mismatched_card(image_size, channels, dataset, message):
+    with pytest.raises(ValueError, match=message):
+        evaluator.check_compatible(card(), image_size=image_size, channels=channels, dataset=dataset)
+
+
+def test_card_files(tmp_path):
+    path = evaluator.write_card(tmp_path / "card.json", card())
+    assert evaluator.read_card(path) == card()
+    (tmp_path / "other.json").write_text(json.dumps({"dataset": "digits"}))
+    with pytest.raises(ValueError, match="not an evaluator card"):
+        evaluator.read_card(tmp_path / "other.json")
+    with pytest.raises(ValueError, match="not found"):
+        evaluator.read_card(tmp_path / "missing.json")
+
+
+def test_training_on_digits_beats_chance(tmp_path, capsys):
+    script = load_script()
+    exit_code = script.main([
+        "--data", "digits", "--image-size", "16", "--epochs", "3", "--batch-size", "32", "--filters", "8",
+        "--run-name", "tiny", "--models-root", str(tmp_path),
+    ])
+    assert exit_code == 0
+    model_dir = tmp_path / "evaluator" / "tiny"
+    assert str(model_dir / "model.keras") in capsys.readouterr().out
+    classifier, saved_card = evaluator.load_evaluator(model_dir)
+    assert saved_card["test_accuracy"] > 0.5
+    assert {key: saved_card[key] for key in ("dataset", "image_size", "channels")} == {
+        "dataset": "digits", "image_size": 16, "channels": 1,
+    }
+    assert saved_card["class_names"] == [str(d) for d in range(10)]
+    assert classifier.input_shape == (None, 16, 16, 1)
+
+
+def test_cosine_decay_reaches_zero_at_the_last_step():
+    script = load_script()
+    train_dataset = tf.data.Dataset.range(40).batch(4)
+    constant = script.EvaluatorConfig(learning_rate=0.01, epochs=3)
+    assert script.learning_rate(constant, train_dataset) == 0.01
+    schedule = script.learning_rate(dataclasses.replace(constant, cosine_decay=True), train_dataset)
+    assert float(schedule(0)) == pytest.approx(0.01)
+    assert float(schedule(15)) == pytest.approx(0.005)
+    assert float(schedule(30)) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="known length"):
+        script.learning_rate(dataclasses.replace(constant, cosine_decay=True), train_dataset.filter(lambda x: True))

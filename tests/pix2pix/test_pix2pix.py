@@ -1,0 +1,172 @@
+import json
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_models import metrics
+from tf_models.pix2pix import model as pix2pix
+from tf_models.core import config as config_lib
+from tf_models.core import runner
+from tf_models.pix2pix import task as pix2pix_task
+from tests.conftest import REPO_ROOT, shared_dataset
+
+
+def tiny_model(**kwargs):
+    model = pix2pix.Pix2Pix(**{"generator_filters": 8, "generator_depth": 3, "discriminator_filters": 8, **kwargs})
+    model.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), keras.optimizers.Adam(2e-4, beta_1=0.5))
+    return model
+
+
+@pytest.mark.parametrize("residual, full_resolution_filters, ema_decay", [(True, 0, 0.0), (False, 0, 0.0),
+                                                                         (True, 4, 0.9)])
+def test_shapes_range_and_config_round_trip(residual, full_resolution_filters, ema_decay):
+    model = tiny_model(residual=residual, norm="batch", full_resolution_filters=full_resolution_filters,
+                       ema_decay=ema_decay)
+    images = tf.random.uniform((2, 32, 40, 1), -1, 1)
+    enhanced = model.generator(images)
+    assert enhanced.shape == (2, 32, 40, 1) and float(tf.reduce_max(tf.abs(enhanced))) <= 1.0
+    assert model.discriminator([images, enhanced]).shape == (2, 4, 5, 1)
+    clone = pix2pix.Pix2Pix.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+
+
+def test_full_resolution_filters_add_convolutions_at_the_input_resolution():
+    def full_resolution_convolutions(generator):
+        convolutions = [layer for layer in generator.layers if isinstance(layer, keras.layers.Conv2D)]
+        outputs = keras.Model(generator.input, [layer.output for layer in convolutions])(tf.zeros((1, 32, 32, 1)))
+        return [layer for layer, output in zip(convolutions, outputs) if output.shape[1] == 32]
+
+    widened = pix2pix.build_generator(1, 8, 3, full_resolution_filters=4)
+    plain = pix2pix.build_generator(1, 8, 3, full_resolution_filters=0)
+    assert [layer.filters for layer in full_resolution_convolutions(widened)] == [4, 4, 4, 4, 1]
+    assert full_resolution_convolutions(plain) == []
+    with pytest.raises(ValueError, match="full_resolution_filters"):
+        pix2pix.build_generator(1, 8, 3, full_resolution_filters=-1)
+
+
+def test_generator_average_follows_the_hand_computed_rule_and_is_what_inference_uses():
+    model = tiny_model(ema_decay=0.5)
+    source, target = tf.random.uniform((2, 32, 32, 1), -1, 1), tf.random.uniform((2, 32, 32, 1), -1, 1)
+    snapshots = [model.generator.get_weights()]
+    for _ in range(2):
+        model.train_step((source, target))
+        snapshots.append(model.generator.get_weights())
+    for index, average in enumerate(model.average_generator.get_weights()):
+        d1, d2 = 2 / 11, 3 / 12  # the warm-up of adversarial.average_decay(0.5, n) after updates 1 and 2
+        expected = d2 * (d1 * snapshots[0][index] + (1 - d1) * snapshots[1][index]) + (1 - d2) * snapshots[2][index]
+        np.testing.assert_allclose(average, expected, rtol=1e-5, atol=1e-6)
+    assert model.sampling_generator is model.average_generator
+    np.testing.assert_allclose(model(source), model.average_generator(source), atol=1e-6)
+    assert not np.allclose(model(source), model.generator(source))
+    plain = tiny_model()
+    assert plain.sampling_generator is plain.generator and plain.average_generator is None
+
+
+def test_training_psnr_of_an_exact_reproduction_is_capped_not_infinite():
+    """An all-background crop can be reproduced exactly; the loop's non-finite guard must not stop on it."""
+    model = tiny_model()
+    background = -tf.ones((2, 32, 32, 1))
+    model._quality(background, background)
+    assert float(model.trackers["psnr"].result()) == metrics.PSNR_CAP_DB
+
+
+def test_residual_generator_starts_near_the_identity():
+    model = tiny_model()
+    images = tf.random.uniform((1, 32, 32, 1), -0.5, 0.5)
+    assert float(tf.reduce_mean(tf.abs(model.generator(images) - images))) < 0.3
+
+
+def test_patchgan_receptive_field_is_70_pixels():
+    discriminator = pix2pix.build_discriminator(1, 8)
+    size = 1
+    for layer in reversed([l for l in discriminator.layers if isinstance(l, keras.layers.Conv2D)]):
+        size = (size - 1) * layer.strides[0] + layer.kernel_size[0]
+    assert size == 70
+
+
+def test_inference_is_deterministic_despite_dropout():
+    model = tiny_model()
+    images = tf.random.uniform((2, 32, 32, 1), -1, 1)
+    np.testing.assert_array_equal(model.generator(images).numpy(), model.generator(images).numpy())
+
+
+def test_few_steps_lower_l1_on_real_mammogram_crops():
+    from pipelines import paired
+
+    data = paired.build_paired_data(str(shared_dataset("mammography")), image_size=64, batch_size=4,
+                                    recipe="noise:0.1", seed=0)
+    model = tiny_model(residual=False)
+    history = model.fit(data.make_dataset(0), steps_per_epoch=10, epochs=3, verbose=0).history
+    assert history["l1_loss"][-1] < history["l1_loss"][0], history["l1_loss"]
+
+
+def test_tiled_enhancement_equals_whole_image_for_a_local_model():
+    """A model whose output depends only on nearby pixels gives the same result tiled or whole."""
+    inputs = keras.Input((None, None, 1))
+    local = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same", kernel_initializer="ones")(inputs) / 9.0)
+    image = tf.random.uniform((100, 75, 1), -1, 1, seed=3)
+    tiled = pix2pix.enhance_tiled(local, image, tile=32, overlap=6)
+    whole = local(tf.pad(image, [[0, 0], [0, 0], [0, 0]])[None])[0]
+    np.testing.assert_allclose(tiled.numpy()[2:-2, 2:-2], whole.numpy()[2:-2, 2:-2], atol=1e-5)
+    assert tiled.shape == image.shape
+
+
+def test_enhancer_tiles_at_its_training_size_unless_asked_for_the_whole_image():
+    """A model whose output depends on the whole input's statistics (as instance norm does) sees only a tile."""
+    def signature(image):
+        return {"enhanced": image - tf.reduce_mean(image, axis=[1, 2, 3], keepdims=True) + 0.5}
+
+    enhancer = pix2pix_task.Enhancer(signature, size_multiple=8, tile_size=32)
+    image = np.zeros((64, 64, 1), np.float32)
+    image[:, 32:] = 0.8
+    whole = enhancer.enhance(image, tile=0)
+    np.testing.assert_allclose(whole, np.clip(image - 0.4 + 0.5, 0, 1), atol=1e-6)
+    tiled = enhancer.enhance(image)
+    np.testing.assert_allclose(tiled[:20, :20], 0.5, atol=1e-6)
+    assert not np.allclose(tiled, whole)
+
+
+def test_tiling_arguments_are_checked():
+    with pytest.raises(ValueError, match="multiple of 8"):
+        pix2pix.enhance_tiled(None, tf.zeros((40, 40, 1)), tile=30, overlap=4, size_multiple=8)
+    with pytest.raises(ValueError, match="overlap"):
+        pix2pix.enhance_tiled(None, tf.zeros((40, 40, 1)), tile=32, overlap=20)
+
+
+def test_train_export_evaluate_and_enhance_a_sixteen_bit_file(tmp_path):
+    roots = dict(logs_root=str(tmp_path / "logs"), models_root=str(tmp_path / "models"))
+    config = config_lib.make_config(
+        pix2pix_task.Pix2PixConfig, data=str(shared_dataset("mammography")), degrade="noise:0.05",
+        image_size=32, batch_size=4, epochs=1, steps_per_epoch=3, generator_filters=4, generator_depth=3,
+        discriminator_filters=4, run_name="tiny", test_fraction=0.05, **roots,
+    )
+    result = runner.train(pix2pix_task.Pix2PixTask(), config, verbose=0)
+    export_report = (result.paths.model_dir / "export.json").read_text()
+    assert '"tflite_vs_keras_max_abs": 0.0' in export_report or "tflite_vs_keras_max_abs" in export_report
+    assert (result.paths.samples_dir / "epoch_0001.png").is_file()
+
+    evaluated = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "evaluate.py"), "--task", "pix2pix", "--run", "tiny",
+         "--logs-root", roots["logs_root"], "--models-root", roots["models_root"], "--figure-rows", "2"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    metrics_json = (result.paths.log_dir / "evaluation" / "metrics.json").read_text()
+    assert "baseline_breast_psnr" in metrics_json and "model_whole_ssim" in metrics_json
+    assert json.loads(metrics_json)["tile"] == 32, "evaluation tiles at the training crop size"
+
+    scan = np.random.default_rng(0).integers(0, 65535, size=(45, 70), dtype=np.uint16)
+    iio.imwrite(tmp_path / "scan16.png", scan)
+    subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "enhance.py"), "--run", "tiny", str(tmp_path / "scan16.png"),
+         "--output-dir", str(tmp_path / "out"),
+         "--logs-root", roots["logs_root"], "--models-root", roots["models_root"]],
+        check=True, capture_output=True, timeout=300,
+    )
+    enhanced = iio.imread(tmp_path / "out" / "scan16_enhanced.png")
+    assert enhanced.dtype == np.uint16 and enhanced.shape == (45, 70)

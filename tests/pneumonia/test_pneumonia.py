@@ -1,0 +1,332 @@
+"""Pneumonia: patient split, class weights, metrics, Grad-CAM, a real-data fit, export, bad input."""
+
+import logging
+import os
+import pathlib
+import shutil
+import subprocess
+
+import imageio.v3 as iio
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn import metrics as sklearn_metrics
+
+from pipelines import classification
+from tests.conftest import REPO_ROOT, shared_dataset
+from tf_models.pneumonia import model as pneumonia
+from tf_models.core import runner, runs
+from tf_models.pneumonia import task as pneumonia_task
+
+
+def generated_names():
+    names, labels = [], []
+    for person in range(40):
+        for image in range(1 + person % 3):
+            names.append(f"person{person}_{'bacteria' if person % 2 else 'virus'}_{image}.jpeg")
+            labels.append(1)
+    for number in range(20):
+        names.append(f"IM-{number:04d}-0001.jpeg")
+        names.append(f"NORMAL2-IM-{number:04d}-0001.jpeg")
+        labels += [0, 0]
+    return names, np.asarray(labels)
+
+
+def assert_disjoint_split(names, labels, fraction=0.2):
+    first = classification.split_by_patient(names, labels, fraction, seed=3)
+    second = classification.split_by_patient(names, labels, fraction, seed=3)
+    train_index, validation_index = first
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+    assert len(train_index) + len(validation_index) == len(names)
+    train_patients = {classification.patient_id(names[i]) for i in train_index}
+    validation_patients = {classification.patient_id(names[i]) for i in validation_index}
+    assert not train_patients & validation_patients
+    assert set(labels[validation_index]) == {0, 1}
+    return train_index, validation_index
+
+
+def test_patient_ids():
+    assert classification.patient_id("person1000_bacteria_2931.jpeg") == "person1000"
+    assert classification.patient_id("person1_virus_9_1.jpeg") == "person1"
+    assert classification.patient_id("IM-0115-0001.jpeg") == classification.patient_id("NORMAL2-IM-0115-0001.jpeg")
+    assert classification.patient_id("scan.png") == "scan"
+
+
+def test_patient_split_is_deterministic_and_disjoint_on_generated_names():
+    names, labels = generated_names()
+    assert_disjoint_split(names, labels)
+    other = classification.split_by_patient(names, labels, 0.2, seed=4)[1]
+    assert not np.array_equal(other, classification.split_by_patient(names, labels, 0.2, seed=3)[1])
+
+
+def test_patient_split_on_the_real_listing():
+    root = shared_dataset("chest_xray") / "train"
+    names = sorted(os.listdir(root / "NORMAL")) + sorted(os.listdir(root / "PNEUMONIA"))
+    labels = np.asarray([0] * len(os.listdir(root / "NORMAL")) + [1] * len(os.listdir(root / "PNEUMONIA")))
+    _, validation_index = assert_disjoint_split(names, labels, fraction=0.1)
+    share = labels[validation_index].mean()
+    assert abs(share - labels.mean()) < 0.03
+    assert 0.07 < len(validation_index) / len(names) < 0.13
+
+
+def test_class_weights_from_counts():
+    weights = classification.class_weights([0] * 25 + [1] * 75)
+    assert weights == pytest.approx({0: 2.0, 1: 100 / 150})
+    assert 25 * weights[0] == pytest.approx(75 * weights[1])
+    with pytest.raises(ValueError, match="every class"):
+        classification.class_weights([1, 1, 1])
+
+
+def test_binary_metrics_match_sklearn():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    probabilities = np.array([0.1, 0.4, 0.35, 0.8, 0.7, 0.2, 0.9, 0.65, 0.55, 0.3])
+    result = pneumonia.binary_metrics(labels, probabilities, threshold=0.5)
+    predictions = (probabilities >= 0.5).astype(int)
+    true_negative, false_positive, false_negative, true_positive = sklearn_metrics.confusion_matrix(
+        labels, predictions).ravel()
+    assert result["accuracy"] == pytest.approx(sklearn_metrics.accuracy_score(labels, predictions))
+    assert result["sensitivity"] == pytest.approx(sklearn_metrics.recall_score(labels, predictions))
+    assert result["specificity"] == pytest.approx(true_negative / (true_negative + false_positive))
+    assert result["precision"] == pytest.approx(sklearn_metrics.precision_score(labels, predictions))
+    assert result["f1"] == pytest.approx(sklearn_metrics.f1_score(labels, predictions))
+    assert result["roc_auc"] == pytest.approx(sklearn_metrics.roc_auc_score(labels, probabilities))
+    assert result["confusion_matrix"] == [[true_negative, false_positive], [false_negative, true_positive]]
+
+
+def test_threshold_policies_take_the_middle_of_the_best_interval():
+    labels = np.array([0, 0, 1, 1])
+    separable = np.array([0.1, 0.2, 0.8, 0.9])
+    for policy in ("youden", "accuracy"):
+        assert pneumonia.choose_threshold(labels, separable, policy) == pytest.approx(0.5)
+    close = np.array([0.1, 0.2, 0.3, 0.9])
+    middle_logit = (np.log(0.2 / 0.8) + np.log(0.3 / 0.7)) / 2
+    assert pneumonia.choose_threshold(labels, close, "youden") == pytest.approx(1 / (1 + np.exp(-middle_logit)))
+
+
+def test_threshold_ties_between_intervals_go_to_the_lower_one():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    probabilities = np.array([0.1, 0.2, 0.6, 0.5, 0.7, 0.9])
+    for policy in ("youden", "accuracy"):
+        threshold = pneumonia.choose_threshold(labels, probabilities, policy)
+        assert threshold == pytest.approx(1 / 3)
+        result = pneumonia.binary_metrics(labels, probabilities, threshold)
+        assert result["accuracy"] == pytest.approx(5 / 6)
+    with pytest.raises(ValueError, match="policy"):
+        pneumonia.choose_threshold(labels, probabilities, "test")
+
+
+def tiny_model(image_size=32):
+    model = pneumonia.build_pneumonia_cnn(image_size, filters=4, blocks=2, dense_units=8, dropout=0.0)
+    return pneumonia_task.compile_model(model, 1e-2)
+
+
+def zoomed_square_aspects(aspect_zoom):
+    """Height / width of a centred white square after 16 seeded zoom-only augmentations."""
+    image = np.zeros((1, 64, 64, 1), np.float32)
+    image[:, 16:48, 16:48] = 255.0
+    augmentation = classification.xray_augmentation(
+        seed=0, rotation=0.0, zoom=0.3, shift=0.0, brightness=0.0, contrast=0.0, aspect_zoom=aspect_zoom
+    )
+    aspects = []
+    for _ in range(16):
+        rows, columns = np.nonzero(np.asarray(augmentation(image, training=True))[0, ..., 0] > 127)
+        aspects.append((np.ptp(rows) + 1) / (np.ptp(columns) + 1))
+    return np.asarray(aspects)
+
+
+def test_aspect_zoom_varies_the_framing_and_plain_zoom_keeps_it():
+    np.testing.assert_allclose(zoomed_square_aspects(aspect_zoom=False), 1.0, atol=0.07)
+    aspects = zoomed_square_aspects(aspect_zoom=True)
+    assert aspects.max() - aspects.min() > 0.2, aspects
+
+
+def test_model_shape_and_float32_logit():
+    model = pneumonia.build_pneumonia_cnn(32, filters=4, blocks=3)
+    logits = model(np.zeros((2, 32, 32, 1), np.float32))
+    assert logits.shape == (2, 1) and logits.dtype == tf.float32
+    with pytest.raises(ValueError, match="too small"):
+        pneumonia.build_pneumonia_cnn(8, blocks=4)
+
+
+def test_grad_cam_has_input_size_and_varies_for_a_trained_model():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 60, size=(64, 32, 32, 1)).astype(np.float32)
+    labels = (np.arange(64) % 2).astype(np.float32)[:, None]
+    images[labels[:, 0] == 1, 8:20, 4:14] += 180.0
+    model = tiny_model()
+    model.fit(images, labels, epochs=8, batch_size=16, verbose=0)
+    heatmaps = pneumonia.grad_cam(model, images[:4])
+    assert heatmaps.shape == (4, 32, 32)
+    assert 0.0 <= heatmaps.min() and heatmaps.max() <= 1.0
+    assert heatmaps[labels[:4, 0] == 1].std() > 0.01
+
+
+def real_subset(per_class=32):
+    root = shared_dataset("chest_xray") / "train"
+    paths, labels = [], []
+    for label, name in enumerate(classification.PNEUMONIA_CLASSES):
+        files = sorted((root / name).iterdir())[:per_class]
+        paths += [str(path) for path in files]
+        labels += [label] * len(files)
+    return paths, np.asarray(labels)
+
+
+def test_few_step_fit_lowers_loss_on_real_images():
+    paths, labels = real_subset()
+    dataset = classification.batch_examples(classification.grayscale_dataset(paths, labels, 64), 16)
+    model = pneumonia_task.compile_model(
+        pneumonia.build_pneumonia_cnn(64, filters=8, blocks=3, dense_units=16, dropout=0.0), 3e-3
+    )
+    history = model.fit(dataset, epochs=6, verbose=0).history["loss"]
+    assert history[-1] < history[0]
+
+
+def test_export_round_trip(tmp_path):
+    model = tiny_model()
+    paths = runs.RunPaths("pneumonia", "export", tmp_path / "logs", tmp_path / "models").make_dirs()
+    pneumonia_task.store_threshold(paths, 0.3, "youden", "test fixture")
+    written = pneumonia_task.export_classifier(model, paths)
+    report = runs.json.loads((paths.model_dir / "export.json").read_text())
+    assert report["threshold"] == 0.3
+    assert report["saved_model_vs_keras_max_abs"] < 1e-5 and report["tflite_vs_keras_max_abs"] < 1e-5
+    images = np.random.default_rng(2).integers(0, 256, size=(3, 32, 32, 1), dtype=np.uint8)
+    loaded = tf.saved_model.load(str(written[0]))
+    outputs = loaded.signatures["serving_default"](images=tf.constant(images))
+    expected = tf.sigmoid(model(images.astype(np.float32)))[:, 0].numpy()
+    np.testing.assert_allclose(outputs["probability"].numpy(), expected, atol=1e-5)
+    np.testing.assert_array_equal(outputs["label"].numpy(), (expected >= 0.3).astype(np.int32))
+    cli = shutil.which("saved_model_cli", path=str(REPO_ROOT / ".venv" / "bin")) or shutil.which("saved_model_cli")
+    output = subprocess.run(
+        [cli, "show", "--dir", str(written[0]), "--tag_set", "serve", "--signature_def", "serving_default"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert "inputs['images']" in output and "outputs['probability']" in output and "DT_UINT8" in output
+
+
+def write_kermany(root, per_class=8, size=40):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name, stem in (("NORMAL", "IM-{:04d}-0001"), ("PNEUMONIA", "person{}_bacteria_1")):
+            folder = pathlib.Path(root) / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(per_class):
+                iio.imwrite(folder / f"{stem.format(index)}.png", rng.integers(0, 256, (size, size), dtype=np.uint8))
+    return pathlib.Path(root)
+
+
+def test_bad_files_are_skipped_and_logged(tmp_path, caplog):
+    root = write_kermany(tmp_path / "xray")
+    folder = root / "train" / "PNEUMONIA"
+    (folder / "person90_virus_1.jpeg").write_bytes(b"this is not an image at all")
+    jpeg = iio.imwrite("<bytes>", np.full((40, 40), 120, np.uint8), extension=".jpeg")
+    (folder / "person91_virus_1.jpeg").write_bytes(jpeg[: len(jpeg) // 2])
+    (folder / "notes.txt").write_text("not an image")
+    iio.imwrite(folder / "person92_bacteria_1.png", np.full((30, 50, 4), 200, np.uint8))
+    iio.imwrite(folder / "person93_bacteria_1.jpeg", np.full((50, 30, 3), 90, np.uint8))
+    with caplog.at_level(logging.WARNING):
+        data = classification.build_pneumonia_data(root, 32, 4, validation_fraction=0.25, seed=0)
+    assert sorted(pathlib.Path(path).name for path, _ in data.skipped) == ["person90_virus_1.jpeg", "person91_virus_1.jpeg"]
+    assert "skipped 2 unreadable file(s)" in caplog.text
+    total = sum(sum(counts.values()) for counts in data.counts.values())
+    assert total == 18
+    images, labels, weights = next(iter(data.make_dataset(0)))
+    assert images.shape == (4, 32, 32, 1) and labels.shape == (4, 1) and weights.shape == (4,)
+    assert float(tf.reduce_max(images)) <= 255.0
+    for images, _ in data.validation_dataset:
+        assert images.shape[1:] == (32, 32, 1)
+
+
+def test_empty_and_unknown_class_folders_are_refused(tmp_path):
+    root = write_kermany(tmp_path / "xray")
+    (root / "train" / "COVID").mkdir()
+    with pytest.raises(ValueError, match="unknown class"):
+        classification.pneumonia_file_splits(root, 0.25)
+    (root / "train" / "COVID").rmdir()
+    for path in (root / "test" / "NORMAL").iterdir():
+        path.unlink()
+    with pytest.raises(ValueError, match="NORMAL"):
+        classification.pneumonia_file_splits(root, 0.25)
+
+
+def test_per_image_standardization_ignores_exposure_and_round_trips(tmp_path):
+    model = pneumonia.build_pneumonia_cnn(32, filters=4, blocks=2, dense_units=0, normalization="per_image")
+    images = np.random.default_rng(0).uniform(40, 160, size=(2, 32, 32, 1)).astype("float32")
+    np.testing.assert_allclose(model(images * 1.5 + 20), model(images), atol=1e-4)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded(images), model(images), atol=1e-6)
+    with pytest.raises(ValueError, match="normalization"):
+        pneumonia.build_pneumonia_cnn(32, normalization="zscore")
+
+
+def test_histogram_equalization_is_monotone_spreads_levels_and_matches_tflite(tmp_path):
+    narrow = np.random.default_rng(0).uniform(100, 140, size=(2, 32, 32, 1)).astype("float32")
+    equalized = pneumonia.HistogramEqualization(stride=1)(narrow).numpy()
+    assert equalized.min() == 0.0 and equalized.max() == 255.0
+    order = np.argsort(narrow[0].ravel(), kind="stable")
+    assert np.all(np.diff(equalized[0].ravel()[order]) >= 0)
+    levels = np.random.default_rng(1).integers(100, 140, size=(1, 32, 32, 1)).astype("float32")
+    equalization = pneumonia.HistogramEqualization(stride=1)
+    np.testing.assert_allclose(equalization(2 * levels - 60), equalization(levels), atol=1e-4)
+    model = pneumonia.build_pneumonia_cnn(32, filters=4, blocks=2, dense_units=0, normalization="equalize")
+    saved = tmp_path / "saved"
+    model.export(str(saved), verbose=False)
+    runner = tf.lite.Interpreter(model_content=tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
+    runner = runner.get_signature_runner()
+    (input_name,) = runner.get_input_details()
+    (output,) = runner(**{input_name: narrow}).values()
+    np.testing.assert_allclose(output, model(narrow), atol=1e-5)
+    model.save(tmp_path / "model.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "model.keras")(narrow), model(narrow), atol=1e-6)
+
+
+def test_ensemble_averages_member_logits_round_trips_and_explains(tmp_path):
+    first = tiny_model()
+    second = pneumonia.build_pneumonia_cnn(32, filters=4, blocks=2, dense_units=8, normalization="per_image")
+    ensemble = pneumonia.build_ensemble([first, second])
+    images = np.random.default_rng(0).uniform(0, 255, size=(3, 32, 32, 1)).astype("float32")
+    np.testing.assert_allclose(ensemble(images), (first(images) + second(images)) / 2.0, atol=1e-6)
+    ensemble.save(tmp_path / "ensemble.keras")
+    loaded = keras.models.load_model(tmp_path / "ensemble.keras")
+    np.testing.assert_allclose(loaded(images), ensemble(images), atol=1e-6)
+    assert [member.name for member in pneumonia.ensemble_members(loaded)] == ["member_0", "member_1"]
+    heatmaps = pneumonia.grad_cam(loaded, images)
+    assert heatmaps.shape == (3, 32, 32) and heatmaps.max() <= 1.0
+    with pytest.raises(ValueError, match="different input shapes"):
+        pneumonia.build_ensemble([tiny_model(32), tiny_model(48)])
+    with pytest.raises(ValueError, match="at least two"):
+        pneumonia.build_ensemble([tiny_model()])
+
+
+def save_member_run(root, run_name, data, image_size=32, seed=0):
+    paths = runs.RunPaths("pneumonia", run_name, root / "logs", root / "models").make_dirs()
+    runs.save_keras_model(tiny_model(image_size), paths.keras_file)
+    config = {"data": str(data), "image_size": image_size, "validation_fraction": 0.25, "seed": seed,
+              "batch_size": 4}
+    runs.write_json(paths.config_file, config)
+    runs.write_json(paths.log_dir / "training_time.json", {"seconds": 60.0, "steps": 10})
+    return paths
+
+
+def test_ensemble_run_chooses_its_threshold_exports_and_loads(tmp_path):
+    data = write_kermany(tmp_path / "xray")
+    for name in ("first", "second"):
+        save_member_run(tmp_path, name, data)
+    roots = dict(logs_root=tmp_path / "logs", models_root=tmp_path / "models")
+    pneumonia_task.build_ensemble_run(["first", "second"], "both", **roots)
+    paths = runs.RunPaths("pneumonia", "both", **roots)
+    assert pneumonia_task.load_threshold(paths.model_dir)["chosen_on"] == "validation split carved from train/"
+    report = runs.json.loads((paths.model_dir / "export.json").read_text())
+    assert report["saved_model_vs_keras_max_abs"] < 1e-5 and report["tflite_vs_keras_max_abs"] < 1e-5
+    assert runs.json.loads((paths.log_dir / "training_time.json").read_text())["seconds"] == 120.0
+    model, config, _ = runner.load_run(pneumonia_task.PneumoniaTask(), pneumonia_task.PneumoniaConfig, "both", **roots)
+    assert len(pneumonia.ensemble_members(model)) == 2 and config.image_size == 32
+
+    save_member_run(tmp_path, "other-seed", data, seed=1)
+    with pytest.raises(ValueError, match="differ in seed"):
+        pneumonia_task.build_ensemble_run(["first", "other-seed"], "mixed", **roots)
+    with pytest.raises(ValueError, match="missing-run"):
+        pneumonia_task.build_ensemble_run(["first", "missing-run"], "mixed", **roots)

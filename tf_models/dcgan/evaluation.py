@@ -1,0 +1,168 @@
+"""`evaluate.py --task gan`: realism, diversity, IS proxy, FCD and KID of a DCGAN run.
+
+The run's generator draws `--samples` images; a trained evaluator classifier
+(`scripts/train_evaluator.py`) gives their class probabilities and
+penultimate features. The held-out real images (the source's test split) are
+split into two disjoint halves, A and B:
+
+- generated scores: realism, diversity and IS on the generated images; FCD and
+  KID between generated and real half B;
+- the real ceiling: the same scores on real half A, and FCD/KID between A and B.
+
+Generated and real-A sets have the same size, so their distances to B are
+comparable (both estimators depend on the sample size).
+
+`--truncation T` samples the latent vectors from a normal truncated at +-T
+(each entry beyond T drawn again; Brock et al., 2019, "the truncation
+trick"): fewer unusual samples, so usually higher realism and IS and lower
+diversity. It changes the generator's input distribution, so its scores are
+those of another sampler, recorded as such in metrics.json; 0 (the default)
+is the generator's own distribution.
+"""
+
+import json
+import pathlib
+
+import keras
+import numpy as np
+
+from pipelines import classification, sources
+from tf_models.dcgan import evaluator as evaluator_lib
+from tf_models import metrics
+from tf_models.core import runs
+
+SCORE_KEYS = ("realism", "distinct_fraction", "class_entropy", "inception_score", "fcd", "kid")
+
+
+def add_arguments(parser):
+    parser.add_argument("--run", required=True, help="a DCGAN run name under saved_models/dcgan/")
+    parser.add_argument("--evaluator", required=True, help="an evaluator run name under saved_models/evaluator/")
+    parser.add_argument("--samples", type=int, default=5000, help="generated images (capped at half the real test set)")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--truncation", type=float, default=0.0,
+                        help="sample latents from a normal truncated at +-T (0: the generator's own normal)")
+    parser.add_argument("--data", help="real data (default: the run's own --data)")
+    parser.add_argument("--logs-root", default="logs")
+    parser.add_argument("--models-root", default="saved_models")
+
+
+def load_scorer(models_root, evaluator_name, image_size, channels, data):
+    """(features, probabilities) model of a trained evaluator, refused if it does not fit the images."""
+    classifier, card = evaluator_lib.load_evaluator(pathlib.Path(models_root) / "evaluator" / evaluator_name)
+    evaluator_lib.check_compatible(card, image_size, channels, data)
+    return evaluator_lib.feature_and_probability_model(classifier), card
+
+
+def scorer_outputs(scorer, image_batches):
+    """(features, probabilities) of every image in an iterable of image batches, concatenated."""
+    features, probabilities = zip(*(scorer(images, training=False) for images in image_batches))
+    return np.concatenate(features), np.concatenate(probabilities)
+
+
+def real_outputs(scorer, data, image_size, channels, batch_size, tfds_data_dir=None):
+    """Features and probabilities of the source's held-out (test) images."""
+    split = sources.load(data, "test", channels=channels, tfds_data_dir=tfds_data_dir)
+    batches = classification.batch_split(split, image_size, channels, batch_size)
+    return scorer_outputs(scorer, (images for images, _ in batches))
+
+
+def check_truncation(truncation):
+    if truncation < 0:
+        raise ValueError(f"--truncation must be 0 (off) or positive, got {truncation}.")
+
+
+def sample_latent(rng, count, latent_dim, truncation=0.0):
+    """Standard normal [count, latent_dim]; with `truncation` > 0, entries beyond +-truncation drawn again."""
+    check_truncation(truncation)
+    latent = rng.normal(size=(count, latent_dim))
+    if truncation:
+        outside = np.abs(latent) > truncation
+        while outside.any():
+            latent[outside] = rng.normal(size=int(outside.sum()))
+            outside = np.abs(latent) > truncation
+    return latent.astype(np.float32)
+
+
+def generated_outputs(scorer, generator, count, batch_size, seed, truncation=0.0):
+    rng = np.random.default_rng(seed)
+    latent_dim = generator.input_shape[-1]
+    batches = (generator(sample_latent(rng, min(batch_size, count - start), latent_dim, truncation), training=False)
+               for start in range(0, count, batch_size))
+    return scorer_outputs(scorer, batches)
+
+
+def held_out_halves(length, samples, seed=0):
+    """Indices of a held-out set of `length` images: (the first `samples` of half A, all of half B).
+
+    The halves are disjoint and of equal size, drawn by one seeded permutation.
+    """
+    order = np.random.default_rng(seed).permutation(length)
+    half = length // 2
+    return order[:min(samples, half)], order[half:2 * half]
+
+
+def scores(probabilities, features, reference_features, num_classes, seed=0):
+    diversity = metrics.diversity(probabilities, num_classes)
+    return {
+        "realism": metrics.realism(probabilities),
+        "distinct_fraction": diversity["distinct_fraction"],
+        "class_entropy": diversity["class_entropy"],
+        "inception_score": metrics.inception_score(probabilities),
+        "fcd": metrics.frechet_distance(features, reference_features),
+        "kid": metrics.kernel_inception_distance(features, reference_features, seed=seed)["mean"],
+    }
+
+
+def compare(generator, scorer, real, num_classes, samples, batch_size, seed=0, truncation=0.0):
+    """Scores of generated images and of real half A, both against real half B."""
+    real_features, real_probabilities = real
+    first, second = held_out_halves(len(real_features), samples, seed)
+    generated_features, generated_probabilities = generated_outputs(scorer, generator, len(first), batch_size, seed,
+                                                                         truncation)
+    return {
+        "samples": len(first),
+        "truncation": truncation,
+        "generated": scores(generated_probabilities, generated_features, real_features[second], num_classes, seed),
+        "real": scores(real_probabilities[first], real_features[first], real_features[second], num_classes, seed),
+    }
+
+
+def table(result):
+    lines = ["| score | generated | real (ceiling) | generated / real |", "|---|---|---|---|"]
+    for key in SCORE_KEYS:
+        generated, real = result["generated"][key], result["real"][key]
+        ratio = generated / real if real else float("nan")
+        lines.append(f"| {key} | {generated:.4f} | {real:.4f} | {ratio:.2f} |")
+    return "\n".join(lines)
+
+
+def load_run_generator(paths):
+    if paths.keras_file.is_file():
+        from tf_models.dcgan import model as dcgan  # noqa: F401 - registers the DCGAN class
+
+        return keras.saving.load_model(paths.keras_file, safe_mode=True).sampling_generator
+    from tf_models.dcgan import task as dcgan_task
+
+    return dcgan_task.restore_from_checkpoint(paths).sampling_generator
+
+
+def evaluate(args):
+    paths = runs.RunPaths("dcgan", args.run, pathlib.Path(args.logs_root), pathlib.Path(args.models_root))
+    if not paths.config_file.is_file():
+        raise ValueError(f"{paths.config_file}: no such DCGAN run.")
+    check_truncation(args.truncation)
+    config = json.loads(paths.config_file.read_text())
+    data = args.data or config["data"]
+    scorer, card = load_scorer(args.models_root, args.evaluator, config["image_size"], config["channels"], data)
+    real = real_outputs(scorer, data, config["image_size"], config["channels"], args.batch_size,
+                        config.get("tfds_data_dir") or None)
+    result = compare(load_run_generator(paths), scorer, real, len(card["class_names"]), args.samples,
+                     args.batch_size, args.seed, args.truncation)
+    result.update(run=args.run, evaluator=args.evaluator, evaluator_test_accuracy=card["test_accuracy"], data=data)
+    output_dir = paths.log_dir / ("evaluation" if not args.truncation else f"evaluation-truncation-{args.truncation:g}")
+    written = [runs.write_json(output_dir / "metrics.json", result),
+               runs.atomic_write_text(output_dir / "metrics.md", table(result) + "\n")]
+    print(f"{result['samples']} generated vs {result['samples']} real held-out images "
+          f"(evaluator test accuracy {card['test_accuracy']:.4f}):\n{table(result)}")
+    return written

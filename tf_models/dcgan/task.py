@@ -1,0 +1,270 @@
+"""The DCGAN task: data, model, callbacks and export for the shared runner."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipelines import gan as gan_pipeline
+from tf_models.dcgan import model as dcgan
+from tf_models.dcgan import tutorial as tutorial_dcgan
+from tf_models.core import callbacks as callbacks_lib
+from tf_models.core import config as config_lib
+from tf_models.core import export as export_lib
+from tf_models.core import runner, runs
+
+option = config_lib.option
+
+
+@dataclasses.dataclass
+class DCGANConfig(config_lib.TrainConfig):
+    image_size: int = option(0, "28, 32 or 64; 0 uses the data's own size (digits: 28)")
+    channels: int = option(0, "1 or 3; 0 uses the data's own channels")
+    latent_dim: int = option(100, "size of the latent vector (nz)")
+    generator_filters: int = option(64, "filters of the generator's last hidden layer (ngf)")
+    discriminator_filters: int = option(64, "filters of the discriminator's first layer (ndf)")
+    discriminator_learning_rate: float = option(0.0, "discriminator learning rate; 0 uses --learning-rate")
+    beta_1: float = option(0.5, "Adam beta_1 of both optimizers")
+    real_label: float = option(1.0, "discriminator target for real images (0.9: one-sided label smoothing)")
+    ema_decay: float = option(0.0, "decay of an exponential moving average of the generator's weights (e.g. 0.999; "
+                                   "0: off); samples, scores and exports then come from the average")
+    architecture: str = option("dcgan", "dcgan (Radford et al.) or tutorial (the TF tutorial's 28x28 networks)")
+    train_step: str = option("dcgan", "dcgan (the project's step) or tutorial (the TF tutorial's own step; "
+                                      "tutorial networks, one device, no float16)")
+    sample_count: int = option(64, "images in each per-epoch sample grid")
+    evaluator: str = option("", "an evaluator run (saved_models/evaluator/NAME) to score samples during training")
+    evaluate_every: int = option(1, "with --evaluator: score every N epochs (IS, FCD, KID... to TensorBoard)")
+    evaluation_samples: int = option(1000, "with --evaluator: generated images per scoring")
+
+
+_FASHION_64 = dict(image_size=64, channels=1, latent_dim=100, generator_filters=32, discriminator_filters=32,
+                  batch_size=128, learning_rate=2e-4, beta_1=0.5, steps_per_epoch=200, ema_decay=0.999)
+
+PRESETS = {
+    "demo": dict(data="digits", epochs=40, batch_size=64, generator_filters=32, discriminator_filters=32,
+                 save_every_steps=100),
+    # The equal-budget MNIST recipe (README "Score a GAN"): a half-width discriminator, batch 32, Adam(4e-4, 0.5).
+    "mnist": dict(image_size=28, channels=1, batch_size=32, discriminator_filters=32, learning_rate=4e-4,
+                  ema_decay=0.999),
+    "cifar10": dict(image_size=32, channels=3),
+    # The Fashion-MNIST experiments at 64x64 (nz 100, ngf = ndf = 32, Adam(2e-4, 0.5)).
+    "baseline": dict(_FASHION_64, epochs=10),
+    "more_epochs": dict(_FASHION_64, epochs=20),
+    "low_lr_d": dict(_FASHION_64, epochs=20, discriminator_learning_rate=1e-4),
+    # The TF tutorial's networks and optimizer settings (Adam(1e-4), default beta_1 0.9, batch 256), trained by
+    # the project's step; `tf_models.tutorial_dcgan.make_train_step` is the tutorial's own step.
+    "tutorial": dict(image_size=28, channels=1, architecture="tutorial", batch_size=256, learning_rate=1e-4,
+                     beta_1=0.9),
+}
+# The tutorial's recipe as published: its networks, optimizers and batch, trained by its own step.
+PRESETS["tutorial_step"] = dict(PRESETS["tutorial"], train_step="tutorial")
+TRAIN_STEPS = ("dcgan", "tutorial")
+
+SERVING_OUTPUT = "images"
+
+
+def _native_shape(data, tfds_data_dir):
+    from pipelines import sources
+
+    split = sources.load(data, tfds_data_dir=tfds_data_dir or None)
+    image, _ = next(iter(split.dataset.take(1)))
+    return image.shape[0], split.channels
+
+
+def _check_train_step(config):
+    if config.train_step not in TRAIN_STEPS:
+        raise ValueError(f"Unknown --train-step {config.train_step!r}; choose one of {', '.join(TRAIN_STEPS)}.")
+    if config.train_step != "tutorial":
+        return
+    if config.architecture != "tutorial":
+        raise ValueError("--train-step tutorial trains the tutorial's networks: add --architecture tutorial "
+                         "(or use --preset tutorial_step).")
+    if config.strategy != "default" or config.precision == "mixed_float16":
+        raise ValueError("--train-step tutorial runs the tutorial's step as published: one device "
+                         f"(--strategy default, not {config.strategy!r}) and no loss scaling "
+                         f"(--precision float32 or mixed_bfloat16, not {config.precision!r}).")
+    if config.ema_decay:
+        raise ValueError("--train-step tutorial runs the tutorial's step as published, which keeps no weight "
+                         f"average: leave out --ema-decay (given {config.ema_decay}).")
+
+
+class DCGANTask(runner.Task):
+    name = "dcgan"
+
+    def __init__(self):
+        self.fixed_noise = None
+
+    def resolve(self, config):
+        """Checks the train step's needs; fills image_size and channels from the data when they are 0."""
+        _check_train_step(config)
+        if config.image_size and config.channels:
+            return config
+        native_size, native_channels = _native_shape(config.data, config.tfds_data_dir)
+        size = config.image_size or (native_size if native_size in dcgan.SUPPORTED_IMAGE_SIZES else 28)
+        return dataclasses.replace(config, image_size=size, channels=config.channels or native_channels)
+
+    def build_data(self, config):
+        return gan_pipeline.build_gan_data(
+            config.data,
+            config.image_size,
+            config.channels,
+            config.batch_size,
+            seed=config.seed,
+            tfds_data_dir=config.tfds_data_dir or None,
+        )
+
+    def build_model(self, config):
+        if config.train_step == "tutorial":
+            if (config.image_size, config.channels) != (tutorial_dcgan.IMAGE_SIZE, 1):
+                raise ValueError(f"--train-step tutorial makes 28x28x1 images, not "
+                                 f"{config.image_size}x{config.image_size}x{config.channels}.")
+            model = tutorial_dcgan.TutorialGAN(latent_dim=config.latent_dim)
+            model.compile(keras.optimizers.Adam(beta_1=config.beta_1), keras.optimizers.Adam(beta_1=config.beta_1))
+            return self._finish_model(model, config)
+        model = dcgan.DCGAN(
+            image_size=config.image_size,
+            channels=config.channels,
+            latent_dim=config.latent_dim,
+            generator_filters=config.generator_filters,
+            discriminator_filters=config.discriminator_filters,
+            real_label=config.real_label,
+            seed=config.seed,
+            architecture=config.architecture,
+            ema_decay=config.ema_decay,
+        )
+        model.compile(
+            generator_optimizer=keras.optimizers.Adam(beta_1=config.beta_1),
+            discriminator_optimizer=keras.optimizers.Adam(beta_1=config.beta_1),
+        )
+        return self._finish_model(model, config)
+
+    def _finish_model(self, model, config):
+        for optimizer, rate in self.learning_rates(model, config):
+            optimizer.learning_rate = rate
+        noise = tf.random.stateless_normal((config.sample_count, config.latent_dim), seed=(config.seed, 7))
+        self.fixed_noise = tf.Variable(noise, trainable=False, name="fixed_noise")
+        return model
+
+    def checkpoint_items(self, model):
+        return {"fixed_noise": self.fixed_noise}
+
+    def learning_rates(self, model, config):
+        return [
+            (model.generator_optimizer, config.learning_rate),
+            (model.discriminator_optimizer, config.discriminator_learning_rate or config.learning_rate),
+        ]
+
+    def callbacks(self, model, paths, config):
+        grid = callbacks_lib.SampleGrid(
+            render=lambda: model.sampling_generator(self.fixed_noise, training=False),
+            samples_dir=paths.samples_dir,
+            gif_path=paths.log_dir / "evolution.gif",
+            log_dir=paths.log_dir,
+        )
+        if not config.evaluator:
+            return [grid]
+        return [grid, GanQuality(model, config, paths)]
+
+    def export(self, model, paths, config):
+        return export_generator(model.sampling_generator, paths)
+
+    def inference_model(self, model):
+        return model.sampling_generator
+
+    def serving_endpoints(self, model, paths):
+        return serving_endpoints(model.sampling_generator)
+
+    def deployment_examples(self, model, config, split, count):
+        """Latent vectors (the generator's real input distribution); no targets."""
+        rng = np.random.default_rng([config.seed, 0 if split == "train" else 1])
+        return {"latent": rng.normal(size=(count, config.latent_dim)).astype(np.float32)}, None
+
+
+class GanQuality(keras.callbacks.Callback):
+    """Scores generated images with an evaluator every few epochs and logs them to TensorBoard.
+
+    Writes `quality/<score>` (generated) and `quality_real/<score>` (the real
+    ceiling, once) under `logs/dcgan/<run>/quality/`, so a user watches image
+    quality, not only the losses.
+    """
+
+    def __init__(self, model, config, paths):
+        super().__init__()
+        from tf_models.dcgan import evaluation as gan_evaluation
+
+        self.evaluation = gan_evaluation
+        self.gan = model
+        self.config = config
+        self.scorer, card = gan_evaluation.load_scorer(
+            config.models_root, config.evaluator, config.image_size, config.channels, config.data
+        )
+        self.num_classes = len(card["class_names"])
+        self.writer = tf.summary.create_file_writer(str(paths.log_dir / "quality"))
+        self.real = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.config.evaluate_every:
+            return
+        if self.real is None:
+            self.real = self.evaluation.real_outputs(
+                self.scorer, self.config.data, self.config.image_size, self.config.channels, 500,
+                self.config.tfds_data_dir or None,
+            )
+        result = self.evaluation.compare(self.gan.sampling_generator, self.scorer, self.real, self.num_classes,
+                                         self.config.evaluation_samples, 500, seed=self.config.seed)
+        with self.writer.as_default():
+            for key, value in result["generated"].items():
+                tf.summary.scalar(f"quality/{key}", value, step=epoch + 1)
+                tf.summary.scalar(f"quality_real/{key}", result["real"][key], step=epoch + 1)
+        self.writer.flush()
+        if logs is not None:
+            logs.update({f"quality_{key}": value for key, value in result["generated"].items()})
+
+
+def restore_from_checkpoint(paths):
+    """Rebuilds a run's DCGAN from its config.json and restores its latest checkpoint (no data needed)."""
+    task = DCGANTask()
+    model = task.build_model(runner.stored_config(paths, DCGANConfig))
+    return runner.restore_latest_checkpoint(task, model, paths)
+
+
+def serving_endpoints(generator):
+    """`serving_default`: latent float32 [N, latent_dim] -> {"images": uint8 [N, H, W, C]}."""
+    latent_dim = generator.input_shape[-1]
+
+    def from_latent(latent):
+        images = generator(latent, training=False)
+        return {SERVING_OUTPUT: tf.cast(tf.round((images + 1.0) * 127.5), tf.uint8)}
+
+    def from_seed(count, seed):
+        latent = tf.random.stateless_normal(tf.stack([count, latent_dim]), seed=tf.stack([seed, 0]))
+        return from_latent(latent)
+
+    return {
+        "serving_default": (from_latent, [tf.TensorSpec([None, latent_dim], tf.float32, name="latent")]),
+        "generate": (
+            from_seed,
+            [tf.TensorSpec([], tf.int32, name="count"), tf.TensorSpec([], tf.int32, name="seed")],
+        ),
+    }
+
+
+def export_generator(generator, paths, tflite=True, parity_samples=16):
+    """SavedModel under serving/<N>/, model.tflite, and a parity report (export.json)."""
+    serving_dir = export_lib.export_saved_model(generator, serving_endpoints(generator), paths.serving_dir)
+    written = [serving_dir]
+    report = {"saved_model": str(serving_dir)}
+    latent = np.random.default_rng(0).normal(size=(parity_samples, generator.input_shape[-1])).astype(np.float32)
+    saved_images = export_lib.run_saved_model(serving_dir, {"latent": latent})
+    expected = np.round((np.asarray(generator(latent, training=False)) + 1.0) * 127.5).astype(np.uint8)
+    served = saved_images[SERVING_OUTPUT].astype(int)
+    report["saved_model_vs_keras_max_abs"] = float(np.abs(served - expected.astype(int)).max())
+    if tflite:
+        tflite_path = export_lib.export_tflite(serving_dir, paths.tflite_file)
+        tflite_images = export_lib.run_tflite(tflite_path, {"latent": latent})
+        report["tflite"] = str(tflite_path)
+        report["tflite_vs_keras_max_abs"] = export_lib.max_abs_difference(saved_images, tflite_images)[SERVING_OUTPUT]
+        written.append(tflite_path)
+    written.append(runs.write_json(paths.model_dir / "export.json", report))
+    return written

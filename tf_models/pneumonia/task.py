@@ -1,0 +1,281 @@
+"""The pneumonia task: Kermany chest X-rays, a from-scratch CNN, export with a stored threshold.
+
+    python scripts/train_pneumonia.py --preset default --run-name xray
+"""
+
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipelines import classification
+from tf_models.pneumonia import model as pneumonia
+from tf_models.core import callbacks as callbacks_lib
+from tf_models.core import config as config_lib
+from tf_models.core import export as export_lib
+from tf_models.core import runner, runs
+
+option = config_lib.option
+
+SERVING_INPUT = "images"
+THRESHOLD_FILE = "threshold.json"
+
+
+@dataclasses.dataclass
+class PneumoniaConfig(config_lib.TrainConfig):
+    data: str = option("../shared/datasets/chest_xray", "Kermany folder <root>/{train,test}/{NORMAL,PNEUMONIA}")
+    epochs: int = option(20, "total number of epochs")
+    batch_size: int = option(32, "global batch size")
+    image_size: int = option(224, "side of the square grayscale images")
+    learning_rate: float = option(1e-3, "Adam learning rate")
+    filters: int = option(16, "filters of the first conv block (doubled per block)")
+    blocks: int = option(4, "number of conv/BN/ReLU/pool blocks")
+    dense_units: int = option(128, "width of the dense head (0: none)")
+    dropout: float = option(0.3, "dropout before the logit")
+    normalization: str = option("per_image", "per_image (zero mean, unit variance), rescale (grey levels / 255) "
+                                             "or equalize (histogram equalization, then / 255)")
+    validation_fraction: float = option(0.1, "share of train/ patients carved out for validation")
+    augment: bool = option(True, "rotation, zoom, shift, brightness and contrast on training images")
+    rotation: float = option(0.03, "augmentation: largest rotation, a fraction of a full turn (0.03: about 11 degrees)")
+    zoom: float = option(0.1, "augmentation: largest zoom in or out, a fraction of the side")
+    aspect_zoom: bool = option(False, "augmentation: zoom width and height independently (varies the framing)")
+    shift: float = option(0.05, "augmentation: largest shift, a fraction of the side")
+    brightness: float = option(0.1, "augmentation: largest brightness change, a fraction of the grey range")
+    contrast: float = option(0.1, "augmentation: largest contrast change factor")
+    hflip: bool = option(False, "also flip horizontally (off: the heart is on the left)")
+    class_weighting: bool = option(True, "weight the loss by inverse class frequency of the training split")
+    patience: int = option(5, "epochs without a better val_auc before early stopping")
+    threshold_policy: str = option("youden", "threshold chosen on validation: youden or accuracy")
+    save_every_steps: int = option(0, "also checkpoint every N steps (0: epoch ends only)")
+
+
+PRESETS = {
+    # CPU-friendly: 128 px, 4 blocks of 16-128 filters. Measured roughly on 2 shared cores: 10 steps of 32
+    # (first-step tracing and a 522-image validation included) in 34 s, so an epoch of 4,694 images takes minutes.
+    "default": dict(image_size=128, batch_size=32, epochs=15, steps_per_epoch=0),
+    # The published-style setting: 224 px.
+    "full": dict(image_size=224, batch_size=32, epochs=30, patience=7),
+    # Seconds, for smoke tests: 64 px, a small network.
+    "tiny": dict(image_size=64, filters=8, blocks=3, dense_units=32, epochs=2, steps_per_epoch=4, batch_size=16),
+}
+
+
+def compile_model(model, learning_rate):
+    """Adam + binary cross-entropy on the logit; metrics thresholded at logit 0 (probability 0.5)."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=[
+            keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy"),
+            keras.metrics.Precision(thresholds=0.0, name="precision"),
+            keras.metrics.Recall(thresholds=0.0, name="recall"),
+            keras.metrics.AUC(from_logits=True, name="auc"),
+        ],
+    )
+    return model
+
+
+def build_data(config):
+    if config.threshold_policy not in pneumonia.THRESHOLD_POLICIES:
+        raise ValueError(f"Unknown --threshold-policy {config.threshold_policy!r}; choose youden or accuracy.")
+    return classification.build_pneumonia_data(
+        config.data, config.image_size, config.batch_size, config.validation_fraction, config.seed,
+        augment=config.augment, hflip=config.hflip,
+        augment_ranges=dict(rotation=config.rotation, zoom=config.zoom, aspect_zoom=config.aspect_zoom,
+                            shift=config.shift, brightness=config.brightness, contrast=config.contrast),
+    )
+
+
+class PneumoniaTask(runner.Task):
+    name = "pneumonia"
+
+    def __init__(self):
+        self.data = None
+
+    def build_data(self, config):
+        self.data = build_data(config)
+        if not config.class_weighting:
+            self.data.class_weights = {0: 1.0, 1: 1.0}
+            self.data.make_dataset = _unweighted(self.data.make_dataset)
+        return self.data
+
+    def build_model(self, config):
+        model = pneumonia.build_pneumonia_cnn(
+            config.image_size, filters=config.filters, blocks=config.blocks,
+            dense_units=config.dense_units, dropout=config.dropout, normalization=config.normalization,
+        )
+        compile_model(model, config.learning_rate)
+        # Built here, in the strategy scope: built lazily inside the first replicated step it fails.
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    def callbacks(self, model, paths, config):
+        if self.data is not None:
+            write_data_summary(self.data, paths)
+        return [
+            callbacks_lib.BestModel(paths.model_dir / "best.keras", "val_auc", "max", paths.log_dir / "history.csv"),
+            keras.callbacks.EarlyStopping(
+                monitor="val_auc", mode="max", patience=config.patience, restore_best_weights=True
+            ),
+            keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.5, patience=2, min_lr=1e-6),
+        ]
+
+    def adopt_saved_model(self, model, saved, config):
+        """The saved functional model itself: a single CNN or an ensemble (`build_ensemble_run`)."""
+        return compile_model(saved, config.learning_rate)
+
+    def export(self, model, paths, config):
+        validation = self.data.validation_dataset if self.data is not None else None
+        return export_classifier(model, paths, validation, config.threshold_policy)
+
+    def serving_endpoints(self, model, paths):
+        return serving_endpoints(model, load_threshold(paths.model_dir)["threshold"])
+
+    def deployment_examples(self, model, config, split, count):
+        """uint8 X-rays and labels: the validation split, or (augmented) training batches."""
+        dataset = self.data.validation_dataset if split == "validation" else self.data.make_dataset(0)
+        images, labels = export_lib.take_examples(dataset, count)[:2]
+        return {SERVING_INPUT: np.clip(np.round(images), 0, 255).astype(np.uint8)}, labels.ravel().astype(int)
+
+    def deployment_score(self, outputs, targets):
+        """Accuracy of the served `label` (the stored threshold) and ROC AUC of `probability`."""
+        scores = pneumonia.binary_metrics(targets, outputs["probability"])
+        return {"accuracy": float(np.mean(np.asarray(outputs["label"]) == targets)), "roc_auc": scores["roc_auc"]}
+
+
+ENSEMBLE_SHARED_FIELDS = ("data", "image_size", "validation_fraction", "seed")
+
+
+def build_ensemble_run(member_runs, run_name, logs_root="logs", models_root="saved_models", policy="youden"):
+    """A pneumonia run whose model averages the logits of trained runs; returns the files written.
+
+    The members must share the data, image size and validation split (seed,
+    fraction), so the threshold is chosen on images none of them trained on.
+    The new run gets model.keras, threshold.json, serving/, model.tflite and
+    a config.json naming its members; its training time is the members' sum.
+    """
+    if run_name in member_runs:
+        raise ValueError(f"The ensemble run {run_name!r} cannot also be one of its members.")
+    members, configs, clock = _load_members(member_runs, logs_root, models_root)
+    config = {**{field: configs[0][field] for field in ENSEMBLE_SHARED_FIELDS}, "run_name": run_name,
+              "batch_size": configs[0].get("batch_size", 32), "members": list(member_runs),
+              "threshold_policy": policy}
+    paths = runs.RunPaths("pneumonia", run_name, logs_root, models_root).make_dirs()
+    model = compile_model(pneumonia.build_ensemble(members), configs[0].get("learning_rate", 1e-3))
+    batches, _ = classification.pneumonia_split_batches(
+        config["data"], ("validation",), config["image_size"], config["batch_size"], config["validation_fraction"],
+        config["seed"],
+    )
+    written = [
+        runs.write_json(paths.config_file, config),
+        runs.write_json(paths.log_dir / callbacks_lib.TrainingClock.FILE_NAME, clock),
+        runs.save_keras_model(model, paths.keras_file),
+    ]
+    return written + export_classifier(model, paths, batches["validation"], policy)
+
+
+def _load_members(member_runs, logs_root, models_root):
+    """(models, configs, summed training clock) of the member runs; ValueError when they cannot combine."""
+    members, configs, seconds, untimed = [], [], 0.0, []
+    for member_run in member_runs:
+        paths = runs.RunPaths("pneumonia", member_run, logs_root, models_root)
+        if not paths.keras_file.is_file() or not paths.config_file.is_file():
+            raise ValueError(f"Member {member_run!r}: expected {paths.keras_file} and {paths.config_file}; "
+                             "train it first with scripts/train_pneumonia.py.")
+        configs.append(json.loads(paths.config_file.read_text()))
+        members.append(keras.saving.load_model(paths.keras_file, compile=False))
+        clock_file = paths.log_dir / callbacks_lib.TrainingClock.FILE_NAME
+        if clock_file.is_file():
+            seconds += callbacks_lib.TrainingClock.read(clock_file)["seconds"]
+        else:
+            untimed.append(member_run)
+    for field in ENSEMBLE_SHARED_FIELDS:
+        values = {member_run: config[field] for member_run, config in zip(member_runs, configs)}
+        if len(set(map(str, values.values()))) > 1:
+            raise ValueError(f"Ensemble members differ in {field}: {values}; they must share "
+                             f"{', '.join(ENSEMBLE_SHARED_FIELDS)}.")
+    clock = {"seconds": None if untimed else seconds, "members": list(member_runs),
+             "members_without_clock": untimed}
+    return members, configs, clock
+
+
+def _unweighted(make_dataset):
+    return lambda epoch: make_dataset(epoch).map(lambda image, label, weight: (image, label))
+
+
+def write_data_summary(data, paths):
+    summary = {"counts": data.counts, "class_weights": data.class_weights, "skipped_files": data.skipped}
+    return runs.write_json(paths.log_dir / "data.json", summary)
+
+
+def predict_probabilities(model, dataset):
+    """(labels [N], probabilities [N]) of a batched (image, label) dataset."""
+    labels, probabilities = [], []
+    for images, batch_labels in dataset:
+        probabilities.append(tf.sigmoid(model(images, training=False))[:, 0].numpy())
+        labels.append(np.asarray(batch_labels).ravel())
+    return np.concatenate(labels).astype(int), np.concatenate(probabilities)
+
+
+def store_threshold(paths, threshold, policy, source):
+    payload = {"threshold": float(threshold), "policy": policy, "chosen_on": source}
+    return runs.write_json(paths.model_dir / THRESHOLD_FILE, payload)
+
+
+def load_threshold(model_dir):
+    """The stored threshold record, or 0.5 with policy 'default' when none was stored."""
+    path = model_dir / THRESHOLD_FILE
+    if not path.is_file():
+        return {"threshold": 0.5, "policy": "default", "chosen_on": "none (no threshold.json)"}
+    return json.loads(path.read_text())
+
+
+def serving_endpoints(model, threshold):
+    """`serving_default`: images uint8 [N, H, W, C] -> probability float32 [N], label int32 [N]."""
+    _, height, width, channels = model.input_shape
+
+    def classify(images):
+        probability = tf.sigmoid(model(tf.cast(images, tf.float32), training=False))[:, 0]
+        return {"probability": probability, "label": tf.cast(probability >= threshold, tf.int32)}
+
+    signature = [tf.TensorSpec([None, height, width, channels], tf.uint8, name=SERVING_INPUT)]
+    return {"serving_default": (classify, signature)}
+
+
+def parity_images(model, validation_dataset, count=8):
+    if validation_dataset is not None:
+        images = np.concatenate([np.asarray(batch) for batch, _ in validation_dataset.take(1)])[:count]
+        return images.astype(np.uint8)
+    shape = (count,) + tuple(model.input_shape[1:])
+    return np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def export_classifier(model, paths, validation_dataset=None, policy="youden", tflite=True):
+    """threshold.json (chosen on validation), serving/<N>/, model.tflite and export.json (parity)."""
+    written = []
+    if validation_dataset is not None:
+        labels, probabilities = predict_probabilities(model, validation_dataset)
+        threshold = pneumonia.choose_threshold(labels, probabilities, policy)
+        written.append(store_threshold(paths, threshold, policy, "validation split carved from train/"))
+    threshold = load_threshold(paths.model_dir)["threshold"]
+    serving_dir = export_lib.export_saved_model(model, serving_endpoints(model, threshold), paths.serving_dir)
+    written.append(serving_dir)
+    images = parity_images(model, validation_dataset)
+    expected = tf.sigmoid(model(images.astype(np.float32), training=False))[:, 0].numpy()
+    served = export_lib.run_saved_model(serving_dir, {SERVING_INPUT: images})
+    report = {
+        "saved_model": str(serving_dir),
+        "threshold": threshold,
+        "saved_model_vs_keras_max_abs": float(np.abs(served["probability"] - expected).max()),
+    }
+    if tflite:
+        tflite_path = export_lib.export_tflite(serving_dir, paths.tflite_file)
+        interpreted = export_lib.run_tflite(tflite_path, {SERVING_INPUT: images})
+        report["tflite"] = str(tflite_path)
+        report["tflite_vs_keras_max_abs"] = float(np.abs(interpreted["probability"] - expected).max())
+        report["tflite_labels_match"] = bool(np.array_equal(interpreted["label"], served["label"]))
+        written.append(tflite_path)
+    written.append(runs.write_json(paths.model_dir / "export.json", report))
+    return written

@@ -1,0 +1,137 @@
+"""Using a trained U-Net run: load it, predict masks at each image's original size, write them.
+
+An image is brought to the training size exactly as the training pipeline does
+(antialiased bilinear resize, rounded to uint8, scaled to [0, 1]); the predicted
+probability is resized back to the image's own size (bilinear) and thresholded
+at 0.5, so masks and scores refer to the original pixels.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import pathlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipelines import images, segmentation
+from tf_models.unet import model as unet
+from tf_models.core import callbacks as callbacks_lib
+from tf_models.core import runs
+from tf_models.unet import task as unet_task
+
+MODEL_CHOICES = ("best", "final")
+
+
+def add_run_arguments(parser):
+    parser.add_argument("--run", required=True, help="run name under saved_models/unet/")
+    parser.add_argument("--model", choices=MODEL_CHOICES, default="best",
+                        help="best.keras (highest validation Dice) or model.keras (last epoch)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per prediction batch")
+    parser.add_argument("--logs-root", default="logs", help="root of the log folders")
+    parser.add_argument("--models-root", default="saved_models", help="root of the model folders")
+
+
+def run_paths(args):
+    return runs.RunPaths(unet_task.UNetTask.name, args.run, args.logs_root, args.models_root)
+
+
+def read_run_config(paths):
+    """The run's `UNetConfig`, from its config.json."""
+    if not paths.config_file.is_file():
+        raise ValueError(f"{paths.config_file}: no config for run {paths.run_name!r}; train it with scripts/train_unet.py.")
+    stored = json.loads(paths.config_file.read_text())
+    fields = {field.name for field in dataclasses.fields(unet_task.UNetConfig)}
+    return unet_task.UNetConfig(**{key: value for key, value in stored.items() if key in fields})
+
+
+def load_run_model(paths, which="best"):
+    """best.keras (falls back to model.keras when the run kept no best) or model.keras."""
+    candidates = [paths.model_dir / "best.keras", paths.keras_file] if which == "best" else [paths.keras_file]
+    for path in candidates:
+        if path.is_file():
+            return keras.models.load_model(path), path
+    raise ValueError(
+        f"{paths.model_dir}: no {' or '.join(p.name for p in candidates)}; train the run with --export "
+        "(the default) or pick another --model."
+    )
+
+
+def to_training_size(image, size):
+    """uint8 [H, W, C] -> float32 [h, w, C] in [0, 1], resized as the training pipeline resizes."""
+    resized = tf.clip_by_value(tf.round(images.resize(image, size)), 0.0, 255.0)
+    return (resized / 255.0).numpy()
+
+
+def predict_probabilities(model, batch):
+    """Float images [N, h, w, C] in [0, 1] -> foreground probabilities [N, h, w]."""
+    return np.asarray(tf.sigmoid(model(np.asarray(batch, np.float32), training=False)))[..., 0]
+
+
+def to_original_size(probability, shape):
+    """Probability [h, w] -> [H, W] by bilinear resizing."""
+    return tf.image.resize(probability[..., None], shape[:2], method="bilinear").numpy()[..., 0]
+
+
+def predict_images(model, originals, batch_size=8):
+    """uint8 images of any sizes -> [(probability at training size, probability at original size)]."""
+    size = tuple(model.input_shape[1:3])
+    results = []
+    for start in range(0, len(originals), batch_size):
+        chunk = originals[start : start + batch_size]
+        small = predict_probabilities(model, [to_training_size(image, size) for image in chunk])
+        results += [(probability, to_original_size(probability, image.shape)) for probability, image in zip(small, chunk)]
+    return results
+
+
+def overlap_scores(true_mask, probability):
+    """(Dice, IoU) of one image with the Keras metrics' definitions (threshold 0.5, empty vs empty = 1)."""
+    true_mask = np.asarray(true_mask, np.float32).reshape((1,) + probability.shape[:2] + (1,))
+    predicted = np.asarray(probability, np.float32).reshape(true_mask.shape)
+    return tuple(
+        float(metric.per_image_scores(true_mask, predicted)[0])
+        for metric in (unet.DiceCoefficient(from_logits=False), unet.IoU(from_logits=False))
+    )
+
+
+def collect_images(inputs):
+    """Image files named or inside the folders named, in order; ValueError for a missing path or a stem twice."""
+    paths, seen = [], {}
+    for item in map(pathlib.Path, inputs):
+        if item.is_dir():
+            found = images.list_images(item)
+        elif item.is_file():
+            found = [images.check_image_file(item)]
+        else:
+            raise ValueError(f"{item}: no such image file or folder.")
+        for path in found:
+            if path.stem in seen:
+                raise ValueError(f"{path} and {seen[path.stem]}: two images named {path.stem!r} would write one mask.")
+            seen[path.stem] = path
+            paths.append(path)
+    if not paths:
+        raise ValueError(f"No image files found in {', '.join(map(str, inputs))}.")
+    return paths
+
+
+def write_masks(model, image_paths, output_dir, rle_csv=None, batch_size=8):
+    """Writes `<stem>_mask.png` (0/255, original size) per image and, optionally, a Kaggle CSV `img,rle_mask`."""
+    output_dir = pathlib.Path(output_dir)
+    channels = model.input_shape[-1]
+    written, rows = [], []
+    for start in range(0, len(image_paths), batch_size):
+        chunk = image_paths[start : start + batch_size]
+        originals = [images.read_image(path, channels) for path in chunk]
+        for path, (_, probability) in zip(chunk, predict_images(model, originals, batch_size)):
+            mask = (probability >= 0.5).astype(np.uint8)
+            written.append(runs.atomic_write_bytes(output_dir / f"{path.stem}_mask.png", callbacks_lib.encode_png(mask * 255)))
+            rows.append((path.name, segmentation.rle_encode(mask)))
+    if rle_csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["img", "rle_mask"])
+        writer.writerows(rows)
+        written.append(runs.atomic_write_text(rle_csv, buffer.getvalue()))
+    return written
