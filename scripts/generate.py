@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from tf_models.core import callbacks as callbacks_lib
+from tf_models.core import images as image_helpers
 from tf_models.core import runs
 
 
@@ -24,7 +24,7 @@ def keras_generate(generator):
 
     def generate(count, seed):
         latent = np.random.default_rng(seed).normal(size=(count, latent_dim)).astype(np.float32)
-        return callbacks_lib.to_uint8(generator(latent, training=False))
+        return image_helpers.to_uint8(generator(latent, training=False))
 
     return generate
 
@@ -79,12 +79,12 @@ def main(argv=None):
     images = generate(args.count, args.seed)
     if args.output_dir:
         output_dir = pathlib.Path(args.output_dir)
-        paths = [runs.atomic_write_bytes(output_dir / f"image_{i:05d}.png", callbacks_lib.encode_png(image))
+        paths = [runs.atomic_write_bytes(output_dir / f"image_{i:05d}.png", image_helpers.encode_png(image))
                  for i, image in enumerate(images)]
         print(f"Wrote {len(paths)} images to {output_dir}")
     else:
-        grid = callbacks_lib.tile_images(images, scale=2)
-        print(f"Wrote {runs.atomic_write_bytes(args.output, callbacks_lib.encode_png(grid))}")
+        grid = image_helpers.tile_images(images, scale=2)
+        print(f"Wrote {runs.atomic_write_bytes(args.output, image_helpers.encode_png(grid))}")
     return 0
 
 

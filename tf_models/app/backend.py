@@ -15,7 +15,7 @@ import pathlib
 
 import numpy as np
 
-from tf_models.core import callbacks as callbacks_lib
+from tf_models.core import images as image_helpers
 from tf_models.core import runs
 
 MODELS_ROOT_VARIABLE = "TF_MODELS_ROOT"
@@ -96,8 +96,8 @@ def load_keras(path):
     import keras
 
     from tf_models.dcgan import model as dcgan  # noqa: F401 - registers the custom classes
-    from tf_models.pix2pix import model as pix2pix
-    from tf_models.unet import model as unet
+    from tf_models.pix2pix import model as pix2pix  # noqa: F401
+    from tf_models.unet import model as unet  # noqa: F401
 
     return keras.saving.load_model(path, safe_mode=True, compile=False)
 
@@ -204,5 +204,5 @@ def png_bytes(image):
     """PNG bytes of uint8/uint16 [H, W, C] (or float in [0, 1])."""
     image = np.asarray(image)
     if image.dtype not in (np.uint8, np.uint16):
-        image = callbacks_lib.to_uint8(image, (0.0, 1.0))
-    return callbacks_lib.encode_png(image)
+        image = image_helpers.to_uint8(image, (0.0, 1.0))
+    return image_helpers.encode_png(image)

@@ -10,7 +10,7 @@ import pathlib
 
 import numpy as np
 
-from tf_models.core import callbacks as callbacks_lib
+from tf_models.core import images as image_helpers
 from tf_models.app import backend as app_backend
 
 MAX_IMAGES = 256
@@ -51,11 +51,11 @@ def run_generate(generator, count, seed, interpolate_to=None):
         latent = latent_vectors(latent_dim, count, seed)
     else:
         latent = interpolated_latents(latent_dim, seed, interpolate_to, max(count, 2))
-    return callbacks_lib.to_uint8(generator(latent, training=False))
+    return image_helpers.to_uint8(generator(latent, training=False))
 
 
 def image_grid(images, columns=None, scale=2):
-    grid = callbacks_lib.tile_images(images, columns=columns, scale=scale)
+    grid = image_helpers.tile_images(images, columns=columns, scale=scale)
     return grid[..., 0] if grid.shape[-1] == 1 else grid
 
 
@@ -111,7 +111,7 @@ def run_segment(model, image):
     (_, probability), = unet_inference.predict_images(model, [np.asarray(image, np.uint8)])
     mask = probability >= 0.5
     overlay = unet_task.overlay(np.asarray(image, np.float32) / 255.0, mask)
-    return probability, mask.astype(np.uint8) * 255, callbacks_lib.to_uint8(overlay, (0.0, 1.0))
+    return probability, mask.astype(np.uint8) * 255, image_helpers.to_uint8(overlay, (0.0, 1.0))
 
 
 # ---------------------------------------------------------------- Classify (pneumonia)
@@ -140,7 +140,7 @@ def heatmap_overlay(image, heatmap, opacity=HEATMAP_OPACITY):
 
     colours = colormaps["jet"](np.clip(heatmap, 0.0, 1.0))[..., :3]
     gray = np.repeat(np.asarray(image, np.float32) / 255.0, 3, axis=-1)
-    return callbacks_lib.to_uint8((1 - opacity) * gray + opacity * colours, (0.0, 1.0))
+    return image_helpers.to_uint8((1 - opacity) * gray + opacity * colours, (0.0, 1.0))
 
 
 def run_classify(classifier, image):

@@ -6,56 +6,12 @@ import json
 import pathlib
 import time
 
-import imageio.v3 as iio
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_models.core import images as image_helpers
 from tf_models.core import runs
-
-
-def to_uint8(images, value_range=(-1.0, 1.0)):
-    """Maps float images in `value_range` to uint8 [0, 255]."""
-    low, high = value_range
-    images = (np.asarray(images, dtype=np.float32) - low) / (high - low)
-    return np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
-
-
-def tile_images(images, columns=None, padding=2, scale=1):
-    """Tiles uint8 images [N, H, W, C] into one grid image [H', W', C]."""
-    images = np.asarray(images)
-    count, height, width, channels = images.shape
-    columns = columns or int(np.ceil(np.sqrt(count)))
-    rows = int(np.ceil(count / columns))
-    grid = np.full(
-        (rows * (height + padding) + padding, columns * (width + padding) + padding, channels),
-        255,
-        dtype=np.uint8,
-    )
-    for index, image in enumerate(images):
-        top = padding + (index // columns) * (height + padding)
-        left = padding + (index % columns) * (width + padding)
-        grid[top : top + height, left : left + width] = image
-    if scale > 1:
-        grid = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
-    return grid
-
-
-def encode_png(image):
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    return iio.imwrite("<bytes>", image, extension=".png")
-
-
-def write_gif(path, frame_paths, seconds_per_frame=0.4):
-    """Writes an animated GIF of the PNG frames, atomically."""
-    frames = [iio.imread(frame) for frame in frame_paths]
-    if not frames:
-        return None
-    buffer = io.BytesIO()
-    iio.imwrite(buffer, np.stack(frames), extension=".gif", duration=int(seconds_per_frame * 1000), loop=0)
-    return runs.atomic_write_bytes(path, buffer.getvalue())
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -86,14 +42,14 @@ class SampleGrid(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(str(pathlib.Path(log_dir) / "train")) if log_dir else None
 
     def _write(self, epoch):
-        grid = tile_images(to_uint8(self.render()), columns=self.columns, scale=self.scale)
-        path = runs.atomic_write_bytes(self.samples_dir / f"epoch_{epoch:04d}.png", encode_png(grid))
+        grid = image_helpers.tile_images(image_helpers.to_uint8(self.render()), columns=self.columns, scale=self.scale)
+        path = runs.atomic_write_bytes(self.samples_dir / f"epoch_{epoch:04d}.png", image_helpers.encode_png(grid))
         if self.writer is not None:
             with self.writer.as_default():
                 tf.summary.image(self.name, grid[None], step=epoch)
             self.writer.flush()
         if self.gif_path is not None:
-            write_gif(self.gif_path, sorted(self.samples_dir.glob("epoch_*.png")))
+            image_helpers.write_gif(self.gif_path, sorted(self.samples_dir.glob("epoch_*.png")))
         return path
 
     def on_train_begin(self, logs=None):

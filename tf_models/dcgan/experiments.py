@@ -22,6 +22,7 @@ import pathlib
 import numpy as np
 
 from tf_models.core import callbacks as callbacks_lib
+from tf_models.core import images as image_helpers
 from tf_models.core import config as config_lib
 from tf_models.core import figures, runner, runs
 from tf_models.dcgan import task as dcgan_task
@@ -144,7 +145,7 @@ def samples_figure(trained, path, count=SAMPLE_COUNT, seed=0):
     grids = []
     for run in trained:
         latent = np.random.default_rng(seed).normal(size=(count, run.generator.input_shape[-1])).astype(np.float32)
-        grids.append(callbacks_lib.tile_images(callbacks_lib.to_uint8(run.generator(latent, training=False))))
+        grids.append(image_helpers.tile_images(image_helpers.to_uint8(run.generator(latent, training=False))))
     return figures.plot_image_rows([grids], [run.label for run in trained], path, value_range=(0, 255),
                                    panel_inches=5.0)
 

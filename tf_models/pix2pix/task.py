@@ -12,6 +12,7 @@ from pipelines import paired
 from tf_models import metrics
 from tf_models.pix2pix import model as pix2pix
 from tf_models.core import callbacks as callbacks_lib
+from tf_models.core import images as image_helpers
 from tf_models.core import config as config_lib
 from tf_models.core import export as export_lib
 from tf_models.core import runner, runs
@@ -120,7 +121,7 @@ class Pix2PixTask(runner.Task):
         """Degraded crops (uint8) and their clean targets, from the held-out images or training batches."""
         dataset = self.data.validation_dataset if split == "validation" else self.data.make_dataset(0)
         sources, targets = export_lib.take_examples(dataset, count)
-        return {"image": callbacks_lib.to_uint8(sources)}, callbacks_lib.to_uint8(targets)
+        return {"image": image_helpers.to_uint8(sources)}, image_helpers.to_uint8(targets)
 
     def deployment_score(self, outputs, targets):
         """Mean PSNR (dB) of the enhanced crops against their targets."""

@@ -26,10 +26,10 @@ def check_checkpoint(prefix):
 def check_keras(path):
     import keras
 
-    import tf_models.dcgan  # noqa: F401 - registers the serializable classes
-    import tf_models.pix2pix  # noqa: F401
-    import tf_models.pneumonia  # noqa: F401
-    import tf_models.unet  # noqa: F401
+    from tf_models.dcgan import model as dcgan  # noqa: F401 - registers the serializable classes
+    from tf_models.pix2pix import model as pix2pix  # noqa: F401
+    from tf_models.pneumonia import model as pneumonia  # noqa: F401
+    from tf_models.unet import model as unet  # noqa: F401
 
     keras.saving.load_model(path, safe_mode=True, compile=False)
 

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from pipelines import images, segmentation
 from tf_models.unet import model as unet
-from tf_models.core import callbacks as callbacks_lib
+from tf_models.core import images as image_helpers
 from tf_models.core import runs
 from tf_models.unet import task as unet_task
 
@@ -126,7 +126,7 @@ def write_masks(model, image_paths, output_dir, rle_csv=None, batch_size=8):
         originals = [images.read_image(path, channels) for path in chunk]
         for path, (_, probability) in zip(chunk, predict_images(model, originals, batch_size)):
             mask = (probability >= 0.5).astype(np.uint8)
-            written.append(runs.atomic_write_bytes(output_dir / f"{path.stem}_mask.png", callbacks_lib.encode_png(mask * 255)))
+            written.append(runs.atomic_write_bytes(output_dir / f"{path.stem}_mask.png", image_helpers.encode_png(mask * 255)))
             rows.append((path.name, segmentation.rle_encode(mask)))
     if rle_csv:
         buffer = io.StringIO()

@@ -20,6 +20,7 @@ import tensorflow as tf
 from pipelines import segmentation
 from tf_models.unet import model as unet
 from tf_models.core import callbacks as callbacks_lib
+from tf_models.core import images as image_helpers
 from tf_models.core import config as config_lib
 from tf_models.core import export as export_lib
 from tf_models.core import figures, runner, runs
@@ -131,7 +132,7 @@ class MaskOverlays(keras.callbacks.Callback):
         rows = mask_rows(self.images, self.masks, probabilities)
         figures.plot_image_rows(rows, ["image", "true mask", "prediction"], self.figure_path)
         strips = np.stack([np.concatenate(row, axis=1) for row in rows])
-        grid = callbacks_lib.tile_images(callbacks_lib.to_uint8(strips, (0.0, 1.0)), columns=1)
+        grid = image_helpers.tile_images(image_helpers.to_uint8(strips, (0.0, 1.0)), columns=1)
         with self.writer.as_default():
             tf.summary.image("masks", grid[None], step=epoch + 1)
         self.writer.flush()
@@ -201,7 +202,7 @@ class UNetTask(runner.Task):
 
     def export(self, model, paths, config):
         images, _ = self.sample_batch(16)
-        return export_unet(model, paths, callbacks_lib.to_uint8(images, (0.0, 1.0)))
+        return export_unet(model, paths, image_helpers.to_uint8(images, (0.0, 1.0)))
 
     def serving_endpoints(self, model, paths):
         return serving_endpoints(model)
@@ -210,7 +211,7 @@ class UNetTask(runner.Task):
         """uint8 images and their masks: held-out cars, or (augmented) training batches."""
         dataset = self.data.validation_dataset if split == "validation" else self.data.make_dataset(0)
         images, masks = export_lib.take_examples(dataset, count)
-        return {SERVING_INPUT: callbacks_lib.to_uint8(images, (0.0, 1.0))}, masks
+        return {SERVING_INPUT: image_helpers.to_uint8(images, (0.0, 1.0))}, masks
 
     def deployment_score(self, outputs, targets):
         """Dice and IoU of the served `mask` (the same per-image definitions as training)."""
