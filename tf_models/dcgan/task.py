@@ -46,7 +46,7 @@ PRESETS = {
                  epochs=1, steps_per_epoch=8),
     "demo": dict(data="digits", epochs=40, batch_size=64, generator_filters=32, discriminator_filters=32,
                  save_every_steps=100),
-    # The equal-budget MNIST recipe (README "Score a GAN"): a half-width discriminator, batch 32, Adam(4e-4, 0.5).
+    # The equal-budget MNIST recipe (docs/dcgan.md): a half-width discriminator, batch 32, Adam(4e-4, 0.5).
     "mnist": dict(image_size=28, channels=1, batch_size=32, discriminator_filters=32, learning_rate=4e-4,
                   ema_decay=0.999),
     "cifar10": dict(image_size=32, channels=3),

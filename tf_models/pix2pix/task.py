@@ -139,8 +139,8 @@ class Enhancer:
     normalisation takes its statistics over whatever area it is given, so a
     whole 512-pixel mammogram (mostly black background) is normalised
     differently from the 128-pixel crops of training; enhancing by tiles of
-    the training size keeps the statistics the model learned with (measured:
-    +3.6 dB PSNR on the held-out mammograms, README).
+    the training size keeps the statistics the model learned with
+    (`evaluate.py --task pix2pix --tile 0` scores the whole-image way; docs/pix2pix.md).
     """
 
     signature: object
