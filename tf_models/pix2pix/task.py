@@ -50,7 +50,7 @@ PRESETS = {
     "tiny": dict(degrade="noise:0.05", image_size=32, generator_depth=3, generator_filters=4,
                  discriminator_filters=4, dropout_blocks=1, batch_size=2, sample_count=2, test_fraction=0.25,
                  epochs=1, steps_per_epoch=6),
-    # Measured on 2 CPU cores; the paper's network (64 filters, depth 8) stays the default.
+    # A CPU-sized network (half the paper's widths, depth 6, 128 px crops); the paper's network stays the default.
     "cpu": dict(image_size=128, batch_size=8, generator_filters=32, generator_depth=6,
                 discriminator_filters=32, steps_per_epoch=60, epochs=25, save_every_steps=60),
 }

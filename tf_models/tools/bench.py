@@ -7,7 +7,7 @@ latency of Keras, the SavedModel and the three TFLite files, and file sizes.
 A last process times the TF tutorial's DCGAN step (`tutorial_dcgan`) next to
 the project's step on the same networks and batch.
 
-    python scripts/bench.py            # full: default image sizes, about 15 minutes on 2 CPU cores
+    python scripts/bench.py            # full: default image sizes
     python scripts/bench.py --quick    # small models, under 5 minutes (CI smoke)
 """
 

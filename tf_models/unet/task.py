@@ -90,15 +90,12 @@ PRESETS = {
     # Seconds on a CPU: tests, the app demo, `bench --quick` and the fault suite.
     "tiny": dict(image_size="32x48", depth=2, base_filters=4, batch_size=4, overlay_count=2,
                  validation_fraction=0.25, epochs=1, steps_per_epoch=6),
-    # CPU-friendly Carvana: 1/16 of the paper's FLOPs (about 12 GFLOP per 160x240 image, forward and
-    # backward); measured 1.3 images/s on the shared 2-core CPU (base_filters 8: 3.1 images/s), so
-    # two epochs of the 1,200 training images take about 30 minutes there.
+    # CPU-sized Carvana: a quarter of the paper's widths (1/16 of its FLOPs) at 160x240.
     "carvana": dict(image_size="160x240", depth=4, base_filters=16, batch_size=8, learning_rate=1e-3, epochs=2),
     # The paper's widths (64 -> 1024 filters), no batch norm, dropout at the bottleneck.
     "paper": dict(depth=4, base_filters=64, batch_norm=False, dropout=0.5, batch_size=4, learning_rate=1e-4),
     # The paper's own task: ISBI 2012 EM slices, grayscale, one slice per validation group, the paper's elastic
-    # deformation. Measured on the shared 2-core CPU: 60 epochs of 120 crops in 22 minutes, 6 held-out slices at
-    # Dice 0.948 / IoU 0.901 (all-foreground prediction: Dice 0.873).
+    # deformation.
     "membrane": dict(image_size="256x256", channels=1, depth=4, base_filters=16, batch_size=4,
                      learning_rate=1e-3, validation_fraction=0.2, steps_per_epoch=30, epochs=60, elastic_sigma=10.0),
 }
