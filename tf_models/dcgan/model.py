@@ -212,6 +212,9 @@ class DCGAN(adversarial.AdversarialModel):
         conditioning: how the discriminator takes the class, `projection` or
             `concat` (see `build_discriminator`).
         embedding_dim: size of the generator's class embedding.
+        class_names: the names of the `num_classes` classes, in label order
+            (kept with the model, so a saved model can be asked for a class
+            by name); empty: none.
 
     Example:
 
@@ -240,9 +243,12 @@ class DCGAN(adversarial.AdversarialModel):
         num_classes=0,
         conditioning="projection",
         embedding_dim=50,
+        class_names=(),
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if class_names and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes; give one name per class.")
         self.image_size = image_size
         self.channels = channels
         self.latent_dim = latent_dim
@@ -254,6 +260,7 @@ class DCGAN(adversarial.AdversarialModel):
         self.num_classes = num_classes
         self.conditioning = conditioning
         self.embedding_dim = embedding_dim
+        self.class_names = tuple(class_names)
         self.generator, self.discriminator = build_networks(
             architecture, image_size, channels, latent_dim, generator_filters, discriminator_filters,
             num_classes, conditioning, embedding_dim,
@@ -284,6 +291,7 @@ class DCGAN(adversarial.AdversarialModel):
             num_classes=self.num_classes,
             conditioning=self.conditioning,
             embedding_dim=self.embedding_dim,
+            class_names=list(self.class_names),
         )
         return config
 

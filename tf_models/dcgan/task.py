@@ -171,6 +171,7 @@ class DCGANTask(runner.Task):
             architecture=config.architecture,
             ema_decay=config.ema_decay,
             num_classes=len(class_names(config)),
+            class_names=class_names(config),
             conditioning=config.conditioning,
         )
         model.compile(
@@ -261,9 +262,13 @@ class GanQuality(keras.callbacks.Callback):
             for key, value in result["generated"].items():
                 tf.summary.scalar(f"quality/{key}", value, step=epoch + 1)
                 tf.summary.scalar(f"quality_real/{key}", result["real"][key], step=epoch + 1)
+            if "class_accuracy" in result:
+                tf.summary.scalar("quality/class_accuracy", result["class_accuracy"]["overall"], step=epoch + 1)
         self.writer.flush()
         if logs is not None:
             logs.update({f"quality_{key}": value for key, value in result["generated"].items()})
+            if "class_accuracy" in result:
+                logs["quality_class_accuracy"] = result["class_accuracy"]["overall"]
 
 
 def restore_from_checkpoint(paths):
