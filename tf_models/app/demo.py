@@ -22,6 +22,7 @@ from tf_models.pneumonia import task as pneumonia_task
 from tf_models.unet import task as unet_task
 
 RUN_NAME = "tiny"
+CONDITIONAL_RUN_NAME = "tiny-conditional"
 DONE_FILE = "app_demo_done"
 
 
@@ -76,15 +77,15 @@ def _export(task_name, result, config):
                                      tflite=False)
 
 
-def train_tiny_run(task_name, root, datasets_root):
+def train_tiny_run(task_name, root, datasets_root, run_name=RUN_NAME, **overrides):
     """Trains (once) the tiny run of `task_name` under `root`/{logs,models}; returns its model folder."""
     task_class, config_class, values = _configs(datasets_root)[task_name]
     root = pathlib.Path(root)
     config = config_lib.make_config(
-        config_class, getattr(_task_module(task_name), "PRESETS", {}), run_name=RUN_NAME, save_every_steps=0, export=False,
-        logs_root=str(root / "logs"), models_root=str(root / "models"), **values,
+        config_class, getattr(_task_module(task_name), "PRESETS", {}), run_name=run_name, save_every_steps=0, export=False,
+        logs_root=str(root / "logs"), models_root=str(root / "models"), **dict(values, **overrides),
     )
-    model_dir = root / "models" / task_name / RUN_NAME
+    model_dir = root / "models" / task_name / run_name
     if (model_dir / DONE_FILE).is_file():
         return model_dir
     keras.utils.set_random_seed(0)
@@ -113,4 +114,6 @@ def train_tiny_runs(root, datasets_root, tasks=("dcgan", "pix2pix", "unet", "pne
     subsets = copy_subsets(datasets_root, pathlib.Path(root) / "datasets")
     for task_name in tasks:
         train_tiny_run(task_name, root, subsets)
+    if "dcgan" in tasks:
+        train_tiny_run("dcgan", root, subsets, CONDITIONAL_RUN_NAME, conditional=True)
     return pathlib.Path(root) / "models"
