@@ -174,7 +174,7 @@ def generator_inputs(generator, latent, class_ids=None):
         return latent
     if class_ids is None:
         raise ValueError("This generator is class-conditional: give the class of each image.")
-    return [latent, tf.cast(class_ids, tf.int32)]
+    return [tf.convert_to_tensor(latent), tf.cast(class_ids, tf.int32)]
 
 
 def balanced_class_ids(count, num_classes):
