@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import REPO_ROOT, write_idx
 from tf_models.core import config as config_lib
 from tf_models.core import runner, runs
+from tf_models.dcgan import evaluator_task
 from tf_models.dcgan import evaluation as gan_evaluation
 from tf_models.dcgan import experiments as gan_experiments
 from tf_models.dcgan import task as dcgan_task
@@ -19,11 +20,9 @@ from tf_models.dcgan import task as dcgan_task
 @pytest.fixture(scope="module")
 def scored_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("conditional_scoring")
-    spec = importlib.util.spec_from_file_location("train_evaluator", REPO_ROOT / "scripts" / "train_evaluator.py")
-    train_evaluator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_evaluator)
-    train_evaluator.train(train_evaluator.EvaluatorConfig(data="digits", image_size=28, epochs=2, filters=8,
-                                                          run_name="digits28", models_root=str(root / "models")))
+    evaluator_task.train(evaluator_task.EvaluatorConfig(data="digits", image_size=28, epochs=2, filters=8,
+                                                          run_name="digits28", models_root=str(root / "models"),
+                                                          logs_root=str(root / "logs")))
     config = config_lib.make_config(
         dcgan_task.DCGANConfig, data="digits", conditional=True, run_name="cond", epochs=1, steps_per_epoch=3,
         batch_size=32, generator_filters=8, discriminator_filters=8, latent_dim=16, sample_count=10, export=False,

@@ -1,15 +1,13 @@
 """The evaluator's training augmentation: flips and shifts, on the training split only."""
 
-import importlib.util
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from tests.conftest import REPO_ROOT
 
 from pipelines import augment, classification
 from tf_models.dcgan import evaluator
+from tf_models.dcgan import evaluator_task
 
 
 def test_flip_and_translate_moves_whole_pixels_and_keeps_the_size():
@@ -38,37 +36,30 @@ def test_augmentation_changes_images_not_labels_and_differs_per_epoch():
     assert evaluator.augmented_training(ordered, 0) is ordered
 
 
-def test_train_evaluator_augments_the_training_split_only(tmp_path, monkeypatch):
-    train_evaluator = load_train_evaluator()
-    augmented, fitted, evaluated = [], [], []
+def test_the_evaluator_task_augments_the_training_split_only(tmp_path, monkeypatch):
+    augmented = []
     real_augmented_training = evaluator.augmented_training
 
     def spy(dataset, *args):
-        augmented.append(dataset)
-        return real_augmented_training(dataset, *args)
+        result = real_augmented_training(dataset, *args)
+        augmented.append(result)
+        return result
 
     monkeypatch.setattr(evaluator, "augmented_training", spy)
-    real_fit, real_evaluate = keras.Model.fit, keras.Model.evaluate
-    monkeypatch.setattr(keras.Model, "fit", lambda self, x, **kw: fitted.append(x) or real_fit(self, x, **kw))
-    monkeypatch.setattr(keras.Model, "evaluate", lambda self, x, **kw: evaluated.append(x) or real_evaluate(self, x, **kw))
-    config = train_evaluator.EvaluatorConfig(data="digits", run_name="aug", epochs=1, filters=4, flip=True,
-                                             translate=2, models_root=str(tmp_path))
-    _, _, card = train_evaluator.train(config)
+    config = evaluator_task.EvaluatorConfig(data="digits", run_name="aug", epochs=1, filters=4, flip=True,
+                                            translate=2, models_root=str(tmp_path), logs_root=str(tmp_path / "logs"))
+    _, _, card = evaluator_task.train(config, verbose=0)
     assert card["augmentation"] == {"flip": True, "translate": 2}
-    assert len(augmented) == 1 and fitted[0] is not augmented[0]
-    assert evaluated and all(dataset is not fitted[0] and dataset is not augmented[0] for dataset in evaluated)
-
-
-def load_train_evaluator():
-    spec = importlib.util.spec_from_file_location("train_evaluator", REPO_ROOT / "scripts" / "train_evaluator.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    data = evaluator_task.EvaluatorTask().build_data(config)
+    training = data.make_dataset(0)
+    assert augmented and augmented[-1] is not data.test_dataset
+    test_images = next(iter(data.test_dataset))[0]
+    np.testing.assert_array_equal(test_images, next(iter(data.test_dataset))[0])
+    assert training.element_spec[0].shape[1:] == (28, 28, 1)
 
 
 def test_the_cifar32_preset_uses_flips_and_shifts():
-    train_evaluator = load_train_evaluator()
-    preset = train_evaluator.PRESETS["cifar32"]
+    preset = evaluator_task.PRESETS["cifar32"]
     assert preset["flip"] and preset["translate"] > 0 and preset["image_size"] == 32
 
 
