@@ -14,7 +14,7 @@ import argparse
 import importlib
 import sys
 
-from tf_models.core import runner
+from tf_models.core import cli, runner
 
 TASKS = {
     "gan": "tf_models.dcgan.evaluation",
@@ -41,4 +41,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

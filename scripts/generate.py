@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from tf_models.core import images as image_helpers
-from tf_models.core import runs
+from tf_models.core import cli, runs
 
 
 def keras_generate(generator):
@@ -89,4 +89,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -20,7 +20,7 @@ import keras
 from pipelines import classification
 from tf_models.dcgan import evaluator
 from tf_models.core import config as config_lib
-from tf_models.core import runs
+from tf_models.core import cli, runs
 from tf_models.core.config import option
 
 
@@ -97,4 +97,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))
