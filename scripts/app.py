@@ -1,6 +1,7 @@
 """Use the trained models without writing code: generate, enhance, segment, classify.
 
-    streamlit run scripts/app.py            (or: make app)
+    streamlit run scripts/app.py            (or: make app; from the repository root it listens on 127.0.0.1 only)
+    streamlit run scripts/app.py --server.address 0.0.0.0    (serve other machines)
     TF_MODELS_ROOT=/path/to/saved_models streamlit run scripts/app.py
 
 Each page lists the runs under saved_models/<task>/ that have an exported
