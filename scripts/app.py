@@ -15,6 +15,7 @@ import streamlit as st
 
 from tf_models.app import backend as app_backend
 from tf_models.app import models as app_models
+from tf_models.core import devices
 
 DEGRADATIONS = {
     "none (enhance the image as it is)": "",
@@ -159,6 +160,7 @@ PAGES = {"Generate": generate_page, "Enhance": enhance_page, "Segment": segment_
 
 def main():
     st.set_page_config(page_title="tf-image-models", layout="wide")
+    devices.initialize()
     requested = st.query_params.get("page", "Generate")
     names = list(PAGES)
     page = st.sidebar.radio("Page", names, index=names.index(requested) if requested in names else 0, key="page")
