@@ -105,8 +105,10 @@ class CheckpointKeeper:
         candidates = list(reversed(self.restore_manager.checkpoints))
         for path in candidates:
             try:
-                self.required_checkpoint.restore(path).assert_existing_objects_matched()
+                status = self.required_checkpoint.restore(path)
+                status.assert_existing_objects_matched()
                 if self.optional_checkpoint is not None:
+                    status.expect_partial()
                     self.optional_checkpoint.restore(path).expect_partial()
             except Exception as error:  # corrupt files raise OpError, IndexError, ValueError...
                 logger.warning("Checkpoint %s is unreadable (%s); trying the previous one.", path, error)
