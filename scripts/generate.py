@@ -19,7 +19,7 @@ import pathlib
 import sys
 
 from tf_models.core import images as image_helpers
-from tf_models.core import runs
+from tf_models.core import cli, runs
 
 
 def keras_generate(generator, class_names=()):
@@ -113,4 +113,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

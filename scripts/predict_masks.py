@@ -12,6 +12,7 @@ Writes <output-dir>/<stem>_mask.png (0 background, 255 foreground) for every ima
 import argparse
 import sys
 
+from tf_models.core import cli
 from tf_models.unet import inference as unet_inference
 
 
@@ -33,4 +34,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

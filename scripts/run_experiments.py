@@ -24,7 +24,7 @@ samples.png (one grid per preset) and losses.png (loss curves per preset).
 import argparse
 import sys
 
-from tf_models.core import runner
+from tf_models.core import cli, runner
 from tf_models.dcgan import task as dcgan_task
 from tf_models.dcgan import experiments as gan_experiments
 
@@ -46,4 +46,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

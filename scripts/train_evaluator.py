@@ -21,7 +21,7 @@ with the same --run-name resumes.
 import sys
 
 from tf_models.core import config as config_lib
-from tf_models.core import provenance, runner
+from tf_models.core import cli, provenance, runner
 from tf_models.dcgan import evaluator_task
 
 
@@ -36,4 +36,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))
