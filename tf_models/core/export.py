@@ -5,7 +5,6 @@ SavedModels go to `saved_models/<task>/<run>/serving/<version>/`. TFLite files
 run through LiteRT (`ai_edge_litert`), ONNX files through onnxruntime.
 """
 
-import logging
 import os
 import pathlib
 import shutil
