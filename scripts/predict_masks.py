@@ -6,7 +6,7 @@ Examples:
 
 Writes <output-dir>/<stem>_mask.png (0 background, 255 foreground) for every image, and with
 --rle-csv a submission file `img,rle_mask` in the Carvana run-length encoding (row-major,
-1-indexed start/length pairs; see pipelines.segmentation.rle_encode).
+1-indexed start/length pairs; see tf_models.unet.inference.rle_encode).
 """
 
 import argparse
