@@ -4,6 +4,7 @@
 """
 
 import dataclasses
+import itertools
 import json
 
 import keras
@@ -158,10 +159,22 @@ class PneumoniaTask(runner.Task):
         return serving_endpoints(model, load_threshold(paths.model_dir)["threshold"])
 
     def deployment_examples(self, model, config, split, count):
-        """uint8 X-rays and labels: the validation split, or (augmented) training batches."""
-        dataset = self.data.validation_dataset if split == "validation" else self.data.make_dataset(0)
-        images, labels = export_lib.take_examples(dataset, count)[:2]
-        return {SERVING_INPUT: np.clip(np.round(images), 0, 255).astype(np.uint8)}, labels.ravel().astype(int)
+        """uint8 X-rays and labels of both classes: the validation split, or (augmented) training batches.
+
+        The validation split is in file order (one class, then the other), so the examples alternate the
+        classes rather than take the first `count`, which the AUC of the export report needs.
+        """
+        if split == "validation":
+            images, labels = export_lib.take_examples(self.data.validation_dataset, 10**9)[:2]
+            labels = labels.ravel().astype(int)
+            by_class = [np.flatnonzero(labels == value) for value in (0, 1)]
+            order = [index for pair in itertools.zip_longest(*by_class) for index in pair if index is not None]
+            chosen = np.asarray(order[:count])
+            images, labels = images[chosen], labels[chosen]
+        else:
+            images, labels = export_lib.take_examples(self.data.make_dataset(0), count)[:2]
+            labels = labels.ravel().astype(int)
+        return {SERVING_INPUT: np.clip(np.round(images), 0, 255).astype(np.uint8)}, labels
 
     def deployment_score(self, outputs, targets):
         """Accuracy of the served `label` (the stored threshold) and ROC AUC of `probability`."""
