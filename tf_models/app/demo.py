@@ -92,11 +92,7 @@ def train_tiny_run(task_name, root, datasets_root):
     result = runner.train(task, config, verbose=0)
     _export(task_name, result, config)
     if task_name == "pneumonia":
-        labels, probabilities = pneumonia_task.predict_probabilities(result.model, task.data.validation_dataset)
-        from tf_models.pneumonia import model as pneumonia
-
-        threshold = pneumonia.choose_threshold(labels, probabilities)
-        pneumonia_task.store_threshold(result.paths, threshold, "youden", "validation split carved from train/")
+        pneumonia_task.calibrate_run(result.model, result.paths, task.data.validation_dataset)
     runs.atomic_write_text(model_dir / DONE_FILE, "ok\n")
     return model_dir
 

@@ -1,16 +1,19 @@
-"""The pneumonia task: Kermany chest X-rays, a from-scratch CNN, export with a stored threshold.
+"""The pneumonia task: Kermany chest X-rays, a from-scratch CNN, export with a stored temperature and threshold.
 
     python scripts/train_pneumonia.py --preset default --run-name xray
 """
 
 import dataclasses
 import json
+import pathlib
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from pipelines import classification
+from tf_models.pneumonia import calibration
+from tf_models.pneumonia import inference
 from tf_models.pneumonia import model as pneumonia
 from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import config as config_lib
@@ -47,7 +50,9 @@ class PneumoniaConfig(config_lib.TrainConfig):
     hflip: bool = option(False, "also flip horizontally (off: the heart is on the left)")
     class_weighting: bool = option(True, "weight the loss by inverse class frequency of the training split")
     patience: int = option(5, "epochs without a better val_auc before early stopping")
-    threshold_policy: str = option("youden", "threshold chosen on validation: youden or accuracy")
+    threshold_policy: str = option("youden", "threshold chosen on validation: youden, accuracy, "
+                                             "sensitivity:T or specificity:T (e.g. sensitivity:0.95)")
+    temperature_scaling: bool = option(True, "fit a temperature on validation so that P(PNEUMONIA) is calibrated")
     save_every_steps: int = option(0, "also checkpoint every N steps (0: epoch ends only)")
 
 
@@ -78,8 +83,7 @@ def compile_model(model, learning_rate):
 
 
 def build_data(config):
-    if config.threshold_policy not in pneumonia.THRESHOLD_POLICIES:
-        raise ValueError(f"Unknown --threshold-policy {config.threshold_policy!r}; choose youden or accuracy.")
+    calibration.parse_policy(config.threshold_policy)
     return classification.build_pneumonia_data(
         config.data, config.image_size, config.batch_size, config.validation_fraction, config.seed,
         augment=config.augment, hflip=config.hflip,
@@ -128,10 +132,12 @@ class PneumoniaTask(runner.Task):
 
     def export(self, model, paths, config):
         validation = self.data.validation_dataset if self.data is not None else None
-        return export_classifier(model, paths, validation, config.threshold_policy)
+        return export_classifier(model, paths, validation, config.threshold_policy,
+                                 calibrate=config.temperature_scaling)
 
     def serving_endpoints(self, model, paths):
-        return serving_endpoints(model, load_threshold(paths.model_dir)["threshold"])
+        decision = load_threshold(paths.model_dir)
+        return serving_endpoints(model, decision["threshold"], decision["temperature"])
 
     def deployment_examples(self, model, config, split, count):
         """uint8 X-rays and labels: the validation split, or (augmented) training batches."""
@@ -141,27 +147,29 @@ class PneumoniaTask(runner.Task):
 
     def deployment_score(self, outputs, targets):
         """Accuracy of the served `label` (the stored threshold) and ROC AUC of `probability`."""
-        scores = pneumonia.binary_metrics(targets, outputs["probability"])
+        scores = calibration.binary_metrics(targets, outputs["probability"])
         return {"accuracy": float(np.mean(np.asarray(outputs["label"]) == targets)), "roc_auc": scores["roc_auc"]}
 
 
 ENSEMBLE_SHARED_FIELDS = ("data", "image_size", "validation_fraction", "seed")
 
 
-def build_ensemble_run(member_runs, run_name, logs_root="logs", models_root="saved_models", policy="youden"):
+def build_ensemble_run(member_runs, run_name, logs_root="logs", models_root="saved_models", policy="youden",
+                       calibrate=True):
     """A pneumonia run whose model averages the logits of trained runs; returns the files written.
 
     The members must share the data, image size and validation split (seed,
     fraction), so the threshold is chosen on images none of them trained on.
-    The new run gets model.keras, threshold.json, serving/, model.tflite and
-    a config.json naming its members; its training time is the members' sum.
+    The new run gets model.keras, threshold.json (temperature and threshold),
+    serving/, model.tflite and a config.json naming its members; its training
+    time is the members' sum.
     """
     if run_name in member_runs:
         raise ValueError(f"The ensemble run {run_name!r} cannot also be one of its members.")
     members, configs, clock = _load_members(member_runs, logs_root, models_root)
     config = {**{field: configs[0][field] for field in ENSEMBLE_SHARED_FIELDS}, "run_name": run_name,
               "batch_size": configs[0].get("batch_size", 32), "members": list(member_runs),
-              "threshold_policy": policy}
+              "threshold_policy": policy, "temperature_scaling": calibrate}
     paths = runs.RunPaths("pneumonia", run_name, logs_root, models_root).make_dirs()
     model = compile_model(pneumonia.build_ensemble(members), configs[0].get("learning_rate", 1e-3))
     batches, _ = classification.pneumonia_split_batches(
@@ -173,7 +181,7 @@ def build_ensemble_run(member_runs, run_name, logs_root="logs", models_root="sav
         runs.write_json(paths.log_dir / callbacks_lib.TrainingClock.FILE_NAME, clock),
         runs.save_keras_model(model, paths.keras_file),
     ]
-    return written + export_classifier(model, paths, batches["validation"], policy)
+    return written + export_classifier(model, paths, batches["validation"], policy, calibrate=calibrate)
 
 
 def _load_members(member_runs, logs_root, models_root):
@@ -210,34 +218,49 @@ def write_data_summary(data, paths):
     return runs.write_json(paths.log_dir / "data.json", summary)
 
 
-def predict_probabilities(model, dataset):
-    """(labels [N], probabilities [N]) of a batched (image, label) dataset."""
-    labels, probabilities = [], []
-    for images, batch_labels in dataset:
-        probabilities.append(tf.sigmoid(model(images, training=False))[:, 0].numpy())
-        labels.append(np.asarray(batch_labels).ravel())
-    return np.concatenate(labels).astype(int), np.concatenate(probabilities)
+def predict_probabilities(model, dataset, temperature=1.0):
+    """(labels [N], P(PNEUMONIA) [N] at `temperature`) of a batched (image, label) dataset."""
+    labels, logits = inference.dataset_logits(model, dataset)
+    return labels, calibration.calibrated_probabilities(logits, temperature)
 
 
-def store_threshold(paths, threshold, policy, source):
-    payload = {"threshold": float(threshold), "policy": policy, "chosen_on": source}
+def store_threshold(paths, threshold, policy, source, temperature=1.0, calibrated=False, **facts):
+    """Writes threshold.json: the threshold on sigmoid(logit / temperature) and how both were chosen."""
+    payload = {"threshold": float(threshold), "policy": policy, "chosen_on": source,
+               "temperature": float(temperature), "calibrated": bool(calibrated), **facts}
     return runs.write_json(paths.model_dir / THRESHOLD_FILE, payload)
 
 
+def store_decision(paths, decision):
+    """threshold.json from a `calibration.fit_decision` record."""
+    facts = {key: value for key, value in decision.items() if key not in ("threshold", "policy", "chosen_on")}
+    return store_threshold(paths, decision["threshold"], decision["policy"], decision["chosen_on"], **facts)
+
+
 def load_threshold(model_dir):
-    """The stored threshold record, or 0.5 with policy 'default' when none was stored."""
-    path = model_dir / THRESHOLD_FILE
+    """The stored decision record; 0.5 at temperature 1 (uncalibrated) with policy 'default' when none was stored.
+
+    A record written before temperature scaling existed reads as temperature 1, uncalibrated.
+    """
+    path = pathlib.Path(model_dir) / THRESHOLD_FILE
+    defaults = {"threshold": 0.5, "policy": "default", "chosen_on": f"none (no {THRESHOLD_FILE})",
+                "temperature": 1.0, "calibrated": False}
     if not path.is_file():
-        return {"threshold": 0.5, "policy": "default", "chosen_on": "none (no threshold.json)"}
-    return json.loads(path.read_text())
+        return defaults
+    return {**defaults, **json.loads(path.read_text())}
 
 
-def serving_endpoints(model, threshold):
-    """`serving_default`: images uint8 [N, H, W, C] -> probability float32 [N], label int32 [N]."""
+def serving_endpoints(model, threshold, temperature=1.0):
+    """`serving_default`: images uint8 [N, H, W, C] -> probability float32 [N], label int32 [N].
+
+    `probability` is sigmoid(logit / temperature), the run's calibrated P(PNEUMONIA);
+    `label` is 1 where it reaches `threshold`.
+    """
     _, height, width, channels = model.input_shape
 
     def classify(images):
-        probability = tf.sigmoid(model(tf.cast(images, tf.float32), training=False))[:, 0]
+        logits = model(tf.cast(images, tf.float32), training=False)[:, 0]
+        probability = tf.sigmoid(logits / tf.constant(temperature, tf.float32))
         return {"probability": probability, "label": tf.cast(probability >= threshold, tf.int32)}
 
     signature = [tf.TensorSpec([None, height, width, channels], tf.uint8, name=SERVING_INPUT)]
@@ -252,22 +275,29 @@ def parity_images(model, validation_dataset, count=8):
     return np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
 
 
-def export_classifier(model, paths, validation_dataset=None, policy="youden", tflite=True):
-    """threshold.json (chosen on validation), serving/<N>/, model.tflite and export.json (parity)."""
+def calibrate_run(model, paths, validation_dataset, policy="youden", calibrate=True):
+    """Fits the temperature and chooses the threshold on the validation split; writes threshold.json."""
+    labels, logits = inference.dataset_logits(model, validation_dataset)
+    return store_decision(paths, calibration.fit_decision(labels, logits, policy, calibrate))
+
+
+def export_classifier(model, paths, validation_dataset=None, policy="youden", tflite=True, calibrate=True):
+    """threshold.json (temperature and threshold chosen on validation), serving/<N>/, model.tflite, export.json."""
     written = []
     if validation_dataset is not None:
-        labels, probabilities = predict_probabilities(model, validation_dataset)
-        threshold = pneumonia.choose_threshold(labels, probabilities, policy)
-        written.append(store_threshold(paths, threshold, policy, "validation split carved from train/"))
-    threshold = load_threshold(paths.model_dir)["threshold"]
-    serving_dir = export_lib.export_saved_model(model, serving_endpoints(model, threshold), paths.serving_dir)
+        written.append(calibrate_run(model, paths, validation_dataset, policy, calibrate))
+    decision = load_threshold(paths.model_dir)
+    threshold, temperature = decision["threshold"], decision["temperature"]
+    serving_dir = export_lib.export_saved_model(
+        model, serving_endpoints(model, threshold, temperature), paths.serving_dir)
     written.append(serving_dir)
     images = parity_images(model, validation_dataset)
-    expected = tf.sigmoid(model(images.astype(np.float32), training=False))[:, 0].numpy()
+    expected = calibration.calibrated_probabilities(inference.predict_logits(model, images), temperature)
     served = export_lib.run_saved_model(serving_dir, {SERVING_INPUT: images})
     report = {
         "saved_model": str(serving_dir),
         "threshold": threshold,
+        "temperature": temperature,
         "saved_model_vs_keras_max_abs": float(np.abs(served["probability"] - expected).max()),
     }
     if tflite:
