@@ -94,6 +94,9 @@ def _best_candidates(name, target, labels, decisions, sensitivity, specificity):
         return _argmax_all(np.mean(decisions == (labels == 1)[None, :], axis=1))
     constrained, free = (sensitivity, specificity) if name == "sensitivity" else (specificity, sensitivity)
     feasible = constrained >= target - 1e-12
+    if not feasible.any():
+        raise ValueError(f"No threshold reaches {name} {target} on the validation split (its probabilities "
+                         "saturate at 1); choose a lower target or another --threshold-policy.")
     score = np.where(feasible, free + 1e-6 * constrained, -np.inf)
     return _argmax_all(score)
 
