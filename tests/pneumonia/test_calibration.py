@@ -166,3 +166,10 @@ def test_fit_decision_keeps_the_decisions_of_the_raw_threshold():
     assert uncalibrated["temperature"] == 1.0 and not uncalibrated["calibrated"]
     assert "pneumonia" in calibration.explain_probability(0.7, True, 0.74) and "74 %" in calibration.explain_probability(0.7, True, 0.74)
     assert "Uncalibrated" in calibration.explain_probability(0.7, False)
+
+
+def test_a_target_no_validation_threshold_reaches_is_explained():
+    labels, saturated = np.array([0, 0, 1, 1]), np.array([0.2, 1.0, 0.9, 1.0])
+    with pytest.raises(ValueError, match="No threshold reaches specificity"):
+        calibration.choose_threshold(labels, saturated, "specificity:0.95")
+    assert calibration.choose_threshold(labels, saturated, "sensitivity:0.95") == pytest.approx(logit_middle(0.2, 0.9))
