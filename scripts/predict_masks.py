@@ -7,7 +7,7 @@ Examples:
 
 Writes <output-dir>/<stem>_mask.png (0 background, 255 foreground) for every image, and with
 --rle-csv a submission file `img,rle_mask` in the Carvana run-length encoding (row-major,
-1-indexed start/length pairs; see pipelines.segmentation.rle_encode). --tta averages each
+1-indexed start/length pairs; see tf_models.unet.inference.rle_encode). --tta averages each
 prediction with that of the horizontally flipped image (twice the compute).
 """
 

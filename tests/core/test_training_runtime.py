@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tf_models.core import callbacks as callbacks_lib
-from tf_models.core import checkpoints, config as config_lib, loop, runner
+from tf_models.core import checkpoints, config as config_lib, loop, runner, runs
 from tf_models.dcgan import task as dcgan_task
 from tests.conftest import REPO_ROOT
 
@@ -38,7 +39,7 @@ def checkpoint_weights(tmp_path, run_name, checkpoint_path):
     """Weights stored in a checkpoint, read into a freshly built model."""
     task = dcgan_task.DCGANTask()
     config = task.resolve(tiny_config(tmp_path, run_name=run_name))
-    model = task.build_model(config)
+    model = task.build_model(config, None)
     keeper = checkpoints.CheckpointKeeper(tmp_path / "scratch", model=model, **task.checkpoint_items(model))
     keeper.checkpoint.restore(str(checkpoint_path)).assert_existing_objects_matched()
     return generator_weights(model), keeper.state.as_dict()
@@ -102,7 +103,7 @@ def test_resume_after_sigkill(tmp_path):
     assert tf.train.latest_checkpoint(str(run_dir)).endswith(f"ckpt-{final_step}")
 
     task = dcgan_task.DCGANTask()
-    model = task.build_model(task.resolve(tiny_config(tmp_path, run_name="killed")))
+    model = task.build_model(task.resolve(tiny_config(tmp_path, run_name="killed")), None)
     keeper = checkpoints.CheckpointKeeper(run_dir, model=model, **task.checkpoint_items(model))
     keeper.checkpoint.restore(latest)
     for expected, actual in zip(saved_weights, generator_weights(model)):
@@ -125,7 +126,7 @@ def test_corrupted_latest_checkpoint_falls_back(tmp_path, caplog):
     directory = tmp_path / "models" / "dcgan" / "c" / "checkpoints"
     for data_file in directory.glob("ckpt-12.data-*"):
         data_file.write_bytes(b"garbage")
-    model = task.build_model(task.resolve(tiny_config(tmp_path, run_name="c")))
+    model = task.build_model(task.resolve(tiny_config(tmp_path, run_name="c")), None)
     keeper = checkpoints.CheckpointKeeper(directory, model=model, **task.checkpoint_items(model))
     assert keeper.restore().endswith("ckpt-9")
     assert keeper.state.as_dict()["step"] == 9
@@ -199,7 +200,7 @@ def test_an_interrupt_after_a_step_keeps_the_clock_at_the_checkpoints_step(tmp_p
     """The step counter has moved but the clock's batch-end has not run: the clock follows the checkpoint."""
     task = dcgan_task.DCGANTask()
     config = task.resolve(tiny_config(tmp_path, run_name="interrupted"))
-    model = task.build_model(config)
+    model = task.build_model(config, None)
     keeper = checkpoints.CheckpointKeeper(tmp_path / "checkpoints", model=model, **task.checkpoint_items(model))
     clock = callbacks_lib.TrainingClock(tmp_path / "training_time.json")
     with pytest.raises(KeyboardInterrupt):
@@ -253,3 +254,25 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
     clock = callbacks_lib.TrainingClock.read(tmp_path / "logs" / "dcgan" / "term" / "training_time.json")
     assert clock["steps"] == int(latest.rsplit("-", 1)[1]) > 0, "the interrupted run's training time is kept"
     assert clock["seconds"] > 0
+
+
+def test_a_checkpoint_written_before_the_per_task_layout_resumes(tmp_path):
+    """tests/fixtures/dcgan_before_layout: 4 steps of a tiny DCGAN saved by the code before tf_models/<task>/."""
+    fixture = REPO_ROOT / "tests" / "fixtures" / "dcgan_before_layout"
+    stored = json.loads((fixture / "config.json").read_text())
+    paths = runs.RunPaths("dcgan", stored["run_name"], tmp_path / "logs", tmp_path / "models")
+    shutil.copytree(fixture / "checkpoints", paths.checkpoint_dir)
+    paths.log_dir.mkdir(parents=True)
+    shutil.copyfile(fixture / "training_time.json", paths.log_dir / "training_time.json")
+    fields = {key: value for key, value in stored.items() if key not in ("logs_root", "models_root", "epochs")}
+    config = config_lib.make_config(dcgan_task.DCGANConfig, **fields, epochs=2, logs_root=str(tmp_path / "logs"),
+                                    models_root=str(tmp_path / "models"))
+    stored_weights, state = checkpoint_weights(tmp_path, "scratch", paths.checkpoint_dir / "ckpt-4")
+    assert state["step"] == 4
+
+    resumed = runner.train(dcgan_task.DCGANTask(), config, verbose=0)
+    assert resumed.restored_from.endswith("ckpt-4")
+    assert tf.train.latest_checkpoint(str(paths.checkpoint_dir)).endswith("ckpt-8")
+    resumed_weights, resumed_state = checkpoint_weights(tmp_path, "scratch2", paths.checkpoint_dir / "ckpt-8")
+    assert resumed_state["step"] == 8 and resumed_state["epoch"] == 2
+    assert any(not np.array_equal(before, after) for before, after in zip(stored_weights, resumed_weights))

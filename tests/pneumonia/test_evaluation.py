@@ -74,12 +74,20 @@ def test_stored_temperature_is_used_by_predict_the_app_and_the_saved_model(tmp_p
     assert result["label"] == ("PNEUMONIA" if expected[0] >= 0.4 else "NORMAL")
     assert "Calibrated" in result["explanation"] and "50 %" in result["explanation"]
 
-    written = pneumonia_task.export_classifier(model, paths, tflite=False)
+    written = export_run_files(model, paths, films)
     served = export_lib.run_saved_model(written[0], {"images": films})
     np.testing.assert_allclose(served["probability"], expected, atol=1e-5)
     np.testing.assert_array_equal(served["label"], (expected >= 0.4).astype(np.int32))
-    report = json.loads((paths.model_dir / "export.json").read_text())
-    assert report["temperature"] == TEMPERATURE and report["saved_model_vs_keras_max_abs"] < 1e-5
+    interpreted = export_lib.run_tflite(paths.tflite_file, {"images": films})
+    np.testing.assert_allclose(interpreted["probability"], expected, atol=1e-5)
+
+
+def export_run_files(model, paths, films):
+    """The run's SavedModel and TFLite file, through the task's serving endpoints (its stored decision)."""
+    endpoints = pneumonia_task.PneumoniaTask().serving_endpoints(model, paths)
+    written, _ = export_lib.export_formats(model, endpoints, paths.model_dir, ("savedmodel", "tflite"),
+                                           {"images": films})
+    return written
 
 
 def test_a_record_without_a_temperature_reads_as_uncalibrated(tmp_path):
@@ -97,7 +105,8 @@ def test_own_evaluation_fits_and_stores_the_decision_with_the_policy(tmp_path, c
     stored = pneumonia_task.load_threshold(paths.model_dir)
     assert stored["policy"] == "sensitivity:0.95" and stored["calibrated"]
     assert stored["threshold"] == report["decision"]["threshold"] and stored["temperature"] == report["decision"]["temperature"]
-    assert report["validation"]["sensitivity"] >= 0.95
+    assert report["validation"]["sensitivity"] >= 0.95 and report["threshold"] == stored["threshold"]
+    assert report["test"]["ece"] == report["calibration"]["test"]["calibrated"]["ece"]
     assert set(report["policies"]) == set(calibration.THRESHOLD_POLICIES)
     for split in ("validation", "test"):
         scores = report["calibration"][split]
@@ -115,7 +124,7 @@ def test_external_evaluation_leaves_the_run_unchanged(tmp_path, layout):
     external = write_kermany(tmp_path / "other-hospital", per_class=5)
     if layout == "flat":
         external = external / "test"
-    pneumonia_task.export_classifier(model, paths, tflite=False)
+    export_run_files(model, paths, np.zeros((2, 32, 32, 1), np.uint8))
     before = tree_hashes(paths.log_dir, paths.model_dir)
     assert evaluate_script.main(["--task", "pneumonia", *run_flags(tmp_path), "--data", str(external),
                                  "--grad-cam-count", "2"]) == 0

@@ -13,7 +13,6 @@ import pytest
 import tensorflow as tf
 
 from pipelines import images as image_files
-from pipelines import segmentation
 from scripts import evaluate as evaluate_script
 from scripts import predict_masks as predict_script
 from tf_models.core import config as config_lib
@@ -69,8 +68,9 @@ def test_saved_model_takes_uint8_images_and_matches_keras(trained):
     assert served["mask"].dtype == np.uint8 and set(np.unique(served["mask"])) <= {0, 255}
     decided = np.abs(expected - 0.5) > 1e-4
     np.testing.assert_array_equal(served["mask"][decided], np.where(expected >= 0.5, 255, 0)[decided])
-    report = json.loads((root / "models" / "unet" / RUN / "export.json").read_text())
-    assert report["tflite_vs_keras_max_abs"] < 1e-4 and report["tflite_mask_disagreement"] < 1e-3
+    report = json.loads((root / "models" / "unet" / RUN / "export_formats.json").read_text())
+    lite = report["formats"]["tflite"]
+    assert lite["max_abs_vs_keras"]["mask_probability"] < 1e-4 and abs(lite["score_drop"]["dice"]) < 1e-3
     cli = pathlib.Path(sys.executable).parent / "saved_model_cli"
     shown = subprocess.run([str(cli), "show", "--dir", str(serving_dir), "--tag_set", "serve",
                             "--signature_def", "serving_default"], capture_output=True, text=True, timeout=120)
@@ -141,7 +141,7 @@ def test_predict_masks_writes_original_sizes_and_a_decodable_csv(trained, tmp_pa
         mask = iio.imread(output / f"{pathlib.Path(row['img']).stem}_mask.png")
         expected_shape = (50, 70) if row["img"] == "large.png" else (31, 47)
         assert mask.shape == expected_shape and set(np.unique(mask)) <= {0, 255}
-        np.testing.assert_array_equal(segmentation.rle_decode(row["rle_mask"], mask.shape), mask // 255)
+        np.testing.assert_array_equal(unet_inference.rle_decode(row["rle_mask"], mask.shape), mask // 255)
 
 
 def test_image_size_flag_parses_height_by_width():

@@ -101,14 +101,17 @@ def policy_report(scored, decision):
 
 
 def split_report(scored, decision):
-    """Metrics at the decision's threshold and at 0.5, and calibration before/after, per split."""
+    """Metrics at the decision's threshold (with the ECE and Brier score of the probability shown) and at 0.5,
+    and calibration before/after, per split."""
     threshold, temperature = decision["threshold"], decision["temperature"]
-    report = {"calibration": {}}
+    report = {"threshold": threshold, "temperature": temperature, "calibration": {}}
     for split, (_, labels, logits) in scored.items():
         probabilities = calibration.calibrated_probabilities(logits, temperature)
-        report[split] = calibration.binary_metrics(labels, probabilities, threshold)
-        report[f"{split}_at_0.5"] = calibration.binary_metrics(labels, probabilities, 0.5)
         report["calibration"][split] = calibration_report(labels, logits, temperature)
+        shown = report["calibration"][split]["calibrated"]
+        report[split] = {**calibration.binary_metrics(labels, probabilities, threshold),
+                         "ece": shown["ece"], "brier": shown["brier"]}
+        report[f"{split}_at_0.5"] = calibration.binary_metrics(labels, probabilities, 0.5)
     return report
 
 
