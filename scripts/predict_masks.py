@@ -14,6 +14,7 @@ prediction with that of the horizontally flipped image (twice the compute).
 import argparse
 import sys
 
+from tf_models.core import cli
 from tf_models.unet import inference as unet_inference
 
 
@@ -36,4 +37,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -17,7 +17,7 @@ threshold.json (temperature and threshold), serving/<N>/, model.tflite, export.j
 
 import sys
 
-from tf_models.core import runner
+from tf_models.core import cli, runner
 from tf_models.pneumonia import task as pneumonia_task
 
 
@@ -27,4 +27,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))
