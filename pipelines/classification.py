@@ -201,6 +201,21 @@ def pneumonia_split_batches(root, splits, image_size, batch_size, validation_fra
     return batches, skipped
 
 
+def pneumonia_test_folder(root, image_size, batch_size):
+    """(batched (float32 image, label [B, 1]) dataset in file order, count, skipped files) of a labelled folder.
+
+    `root/test/{NORMAL,PNEUMONIA}/` when `root` has split folders (a Kermany
+    layout: only test/ is read), else the flat class folders `root/{NORMAL,PNEUMONIA}/`.
+    """
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: folder not found; expected {root}/test/{{NORMAL,PNEUMONIA}}/ "
+                         f"or {root}/{{NORMAL,PNEUMONIA}}/.")
+    split = "test" if any((root / name).is_dir() for name in sources.SPLIT_FOLDERS) else "train"
+    paths, labels, skipped = list_pneumonia_split(root, split)
+    return batch_examples(grayscale_dataset(paths, labels, image_size), batch_size), len(paths), skipped
+
+
 def xray_augmentation(seed, rotation=0.03, zoom=0.1, shift=0.05, brightness=0.1, contrast=0.1, hflip=False,
                       aspect_zoom=False):
     """Keras preprocessing layers for float grey levels in [0, 255], seeded.

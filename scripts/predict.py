@@ -1,23 +1,24 @@
-"""Print P(PNEUMONIA) and the label for chest X-ray images, with a trained run's model and threshold.
+"""Print the calibrated P(PNEUMONIA) and the label for chest X-ray images, with a trained run's decision.
 
 Examples:
   python scripts/predict.py --run xray ../shared/datasets/chest_xray/test/NORMAL/IM-0001-0001.jpeg
   python scripts/predict.py --run xray --threshold 0.5 image1.png image2.jpeg
 
 Images of any size and colour mode are read as grayscale and resized like in
-training. The threshold is the one stored next to the model (threshold.json,
-chosen on validation) unless --threshold is given.
+training. P(PNEUMONIA) is sigmoid(logit / T) with the temperature T stored
+next to the model (threshold.json, fitted on validation); the threshold is the
+one stored there too, unless --threshold is given.
 """
 
 import argparse
 import sys
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from pipelines import classification, images
 from tf_models.core import cli, runs
+from tf_models.pneumonia import calibration, inference
 from tf_models.pneumonia import task as pneumonia_task
 
 
@@ -44,9 +45,11 @@ def main(argv=None):
     model = keras.saving.load_model(paths.keras_file, compile=False)
     stored = pneumonia_task.load_threshold(paths.model_dir)
     threshold = stored["threshold"] if args.threshold is None else args.threshold
-    probabilities = tf.sigmoid(model(load_images(args.images, model.input_shape[1]), training=False))[:, 0]
-    print(f"threshold {threshold:.4f} ({'--threshold' if args.threshold is not None else stored['policy']})")
-    for path, probability in zip(args.images, np.asarray(probabilities)):
+    logits = inference.predict_logits(model, load_images(args.images, model.input_shape[1]))
+    probabilities = calibration.calibrated_probabilities(logits, stored["temperature"])
+    print(f"threshold {threshold:.4f} ({'--threshold' if args.threshold is not None else stored['policy']}), "
+          f"temperature {stored['temperature']:.4f}{'' if stored['calibrated'] else ' (uncalibrated)'}")
+    for path, probability in zip(args.images, probabilities):
         label = classification.PNEUMONIA_CLASSES[int(probability >= threshold)]
         print(f"{path}\t{probability:.4f}\t{label}")
     return 0

@@ -5,12 +5,14 @@ Examples:
   python scripts/train_pneumonia.py --preset full --run-name xray224
   python scripts/train_pneumonia.py --preset tiny --run-name smoke --fresh
   python scripts/train_pneumonia.py --data ../shared/datasets/chest_xray --image-size 128 --hflip --run-name flip
+  python scripts/train_pneumonia.py --preset default --threshold-policy sensitivity:0.95 --run-name screening
 
 The validation split is carved from train/ by patient (--validation-fraction,
---seed); test/ is only read by scripts/evaluate.py --task pneumonia.
+--seed); the temperature (calibration) and the threshold are chosen on it;
+test/ is only read by scripts/evaluate.py --task pneumonia.
 Writes logs/pneumonia/<run>/ (TensorBoard, config.json, history.csv, data.json)
 and saved_models/pneumonia/<run>/ (checkpoints/, best.keras, model.keras,
-threshold.json, serving/<N>/, model.tflite, export.json).
+threshold.json (temperature and threshold), serving/<N>/, model.tflite, export.json).
 """
 
 import sys

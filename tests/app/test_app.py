@@ -150,6 +150,7 @@ def test_classify_page_gives_label_threshold_and_disclaimer(app):
     assert 0.0 <= float(metrics["P(pneumonia)"]) <= 1.0 and metrics["Label"] in {"NORMAL", "PNEUMONIA"}
     assert any("not a diagnosis" in warning.value for warning in test.warning)
     assert any("threshold" in caption.value for caption in test.caption)
+    assert any(caption.value.startswith("Calibrated on the run's validation films") for caption in test.caption)
 
 
 def test_classify_page_picks_a_sample(app):

@@ -1,4 +1,4 @@
-"""Pneumonia: patient split, class weights, metrics, Grad-CAM, a real-data fit, export, bad input."""
+"""Pneumonia: patient split, class weights, Grad-CAM, a real-data fit, export, ensembles, bad input."""
 
 import logging
 import os
@@ -17,6 +17,7 @@ from sklearn import metrics as sklearn_metrics
 from pipelines import classification
 from tests.conftest import REPO_ROOT, shared_dataset
 from tests.model_checks import assert_config_round_trip
+from tf_models.pneumonia import inference
 from tf_models.pneumonia import model as pneumonia
 from tf_models.core import export as export_lib
 from tf_models.core import runner, runs
@@ -82,44 +83,6 @@ def test_class_weights_from_counts():
         classification.class_weights([1, 1, 1])
 
 
-def test_binary_metrics_match_sklearn():
-    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
-    probabilities = np.array([0.1, 0.4, 0.35, 0.8, 0.7, 0.2, 0.9, 0.65, 0.55, 0.3])
-    result = pneumonia.binary_metrics(labels, probabilities, threshold=0.5)
-    predictions = (probabilities >= 0.5).astype(int)
-    true_negative, false_positive, false_negative, true_positive = sklearn_metrics.confusion_matrix(
-        labels, predictions).ravel()
-    assert result["accuracy"] == pytest.approx(sklearn_metrics.accuracy_score(labels, predictions))
-    assert result["sensitivity"] == pytest.approx(sklearn_metrics.recall_score(labels, predictions))
-    assert result["specificity"] == pytest.approx(true_negative / (true_negative + false_positive))
-    assert result["precision"] == pytest.approx(sklearn_metrics.precision_score(labels, predictions))
-    assert result["f1"] == pytest.approx(sklearn_metrics.f1_score(labels, predictions))
-    assert result["roc_auc"] == pytest.approx(sklearn_metrics.roc_auc_score(labels, probabilities))
-    assert result["confusion_matrix"] == [[true_negative, false_positive], [false_negative, true_positive]]
-
-
-def test_threshold_policies_take_the_middle_of_the_best_interval():
-    labels = np.array([0, 0, 1, 1])
-    separable = np.array([0.1, 0.2, 0.8, 0.9])
-    for policy in ("youden", "accuracy"):
-        assert pneumonia.choose_threshold(labels, separable, policy) == pytest.approx(0.5)
-    close = np.array([0.1, 0.2, 0.3, 0.9])
-    middle_logit = (np.log(0.2 / 0.8) + np.log(0.3 / 0.7)) / 2
-    assert pneumonia.choose_threshold(labels, close, "youden") == pytest.approx(1 / (1 + np.exp(-middle_logit)))
-
-
-def test_threshold_ties_between_intervals_go_to_the_lower_one():
-    labels = np.array([0, 0, 0, 1, 1, 1])
-    probabilities = np.array([0.1, 0.2, 0.6, 0.5, 0.7, 0.9])
-    for policy in ("youden", "accuracy"):
-        threshold = pneumonia.choose_threshold(labels, probabilities, policy)
-        assert threshold == pytest.approx(1 / 3)
-        result = pneumonia.binary_metrics(labels, probabilities, threshold)
-        assert result["accuracy"] == pytest.approx(5 / 6)
-    with pytest.raises(ValueError, match="policy"):
-        pneumonia.choose_threshold(labels, probabilities, "test")
-
-
 def tiny_model(image_size=32):
     model = pneumonia.build_pneumonia_cnn(image_size, filters=4, blocks=2, dense_units=8, dropout=0.0)
     return pneumonia_task.compile_model(model, 1e-2)
@@ -168,7 +131,7 @@ def test_grad_cam_has_input_size_and_varies_for_a_trained_model():
     images[labels[:, 0] == 1, 8:20, 4:14] += 180.0
     model = tiny_model()
     model.fit(images, labels, epochs=8, batch_size=16, verbose=0)
-    heatmaps = pneumonia.grad_cam(model, images[:4])
+    heatmaps = inference.grad_cam(model, images[:4])
     assert heatmaps.shape == (4, 32, 32)
     assert 0.0 <= heatmaps.min() and heatmaps.max() <= 1.0
     assert heatmaps[labels[:4, 0] == 1].std() > 0.01
@@ -303,7 +266,7 @@ def test_ensemble_averages_member_logits_round_trips_and_explains(tmp_path):
     loaded = keras.models.load_model(tmp_path / "ensemble.keras")
     np.testing.assert_allclose(loaded(images), ensemble(images), atol=1e-6)
     assert [member.name for member in pneumonia.ensemble_members(loaded)] == ["member_0", "member_1"]
-    heatmaps = pneumonia.grad_cam(loaded, images)
+    heatmaps = inference.grad_cam(loaded, images)
     assert heatmaps.shape == (3, 32, 32) and heatmaps.max() <= 1.0
     with pytest.raises(ValueError, match="different input shapes"):
         pneumonia.build_ensemble([tiny_model(32), tiny_model(48)])

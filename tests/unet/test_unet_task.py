@@ -1,4 +1,5 @@
 import csv
+import hashlib
 import json
 import pathlib
 import shutil
@@ -11,12 +12,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_models.unet import inference as unet_inference
+from pipelines import images as image_files
 from scripts import evaluate as evaluate_script
 from scripts import predict_masks as predict_script
 from tf_models.core import config as config_lib
 from tf_models.core import export as export_lib
 from tf_models.core import runner
+from tf_models.unet import inference as unet_inference
 from tf_models.unet import task as unet_task
 from tests.conftest import shared_dataset
 
@@ -79,15 +81,46 @@ def test_saved_model_takes_uint8_images_and_matches_keras(trained):
 def test_evaluate_reports_both_resolutions(trained, capsys):
     root, _ = trained
     assert evaluate_script.main(["--task", "unet", *run_flags(root), "--worst", "3"]) == 0
-    metrics = json.loads((root / "logs" / "unet" / RUN / "metrics.json").read_text())
+    output_dir = root / "logs" / "unet" / RUN / "evaluation"
+    metrics = json.loads((output_dir / "metrics.json").read_text())
     assert metrics["training_resolution"]["image_size"] == "32x48"
     for resolution in ("training_resolution", "original_resolution"):
         assert 0.0 <= metrics[resolution]["iou"] <= metrics[resolution]["dice"] <= 1.0
-    with open(root / "logs" / "unet" / RUN / "per_image.csv", newline="") as file:
+    with open(output_dir / "per_image.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == metrics["examples"] > 0 and rows[0]["height"] == "31" and rows[0]["width"] == "47"
-    assert (root / "logs" / "unet" / RUN / "worst_masks.png").is_file()
+    assert (output_dir / "worst_masks.png").is_file()
     assert "original" in capsys.readouterr().out
+
+
+def tree_hashes(*folders, skip=()):
+    return {str(path): hashlib.sha256(path.read_bytes()).hexdigest()
+            for folder in folders for path in sorted(pathlib.Path(folder).rglob("*"))
+            if path.is_file() and not any(part in skip for part in path.parts)}
+
+
+def test_external_folder_is_scored_whole_and_the_run_is_unchanged(trained, tmp_path):
+    root, _ = trained
+    external = tmp_path / "other-cars"
+    rng = np.random.default_rng(0)
+    for folder in ("image", "label"):
+        (external / folder).mkdir(parents=True)
+    for index in range(5):
+        iio.imwrite(external / "image" / f"car{index}.png", rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
+        mask = np.zeros((40, 60), np.uint8)
+        mask[10:30, 15 + index : 45] = 255
+        iio.imwrite(external / "label" / f"car{index}.png", mask)
+    run_folders = (root / "logs" / "unet" / RUN, root / "models" / "unet" / RUN)
+    before = tree_hashes(*run_folders, skip=("evaluation-other-cars", "evaluation-other-cars-tta"))
+    for extra in ([], ["--tta"]):
+        assert evaluate_script.main(["--task", "unet", *run_flags(root), "--data", str(external), *extra]) == 0
+    assert tree_hashes(*run_folders, skip=("evaluation-other-cars", "evaluation-other-cars-tta")) == before
+    plain = json.loads((run_folders[0] / "evaluation-other-cars" / "metrics.json").read_text())
+    flipped = json.loads((run_folders[0] / "evaluation-other-cars-tta" / "metrics.json").read_text())
+    assert plain["examples"] == flipped["examples"] == 5 and "every pair" in plain["data"]
+    assert flipped["tta"] and not plain["tta"]
+    with open(run_folders[0] / "evaluation-other-cars" / "per_image.csv", newline="") as file:
+        assert [row["example_id"] for row in csv.DictReader(file)] == [f"car{index}" for index in range(5)]
 
 
 def test_predict_masks_writes_original_sizes_and_a_decodable_csv(trained, tmp_path):
@@ -156,3 +189,14 @@ def test_resumed_run_keeps_the_best_dice_so_far(tmp_path):
     assert unet_task.best_validation_dice(history) is None
     history.write_text("epoch,dice,val_dice\n0,0.5,0.61\n1,0.7,0.83\n2,0.8,0.79\n")
     assert unet_task.best_validation_dice(history) == pytest.approx(0.83)
+
+
+def test_predict_masks_with_tta_writes_the_flip_averaged_masks(trained, tmp_path):
+    root, result = trained
+    source = sorted((shared_dataset("carvana") / "train").glob("*.jpg"))[0]
+    assert predict_script.main([*run_flags(root), str(source), "--output-dir", str(tmp_path), "--tta"]) == 0
+    mask = iio.imread(tmp_path / f"{source.stem}_mask.png")
+    image = image_files.read_image(source, 3)
+    model = keras.models.load_model(root / "models" / "unet" / RUN / "best.keras")
+    (_, probability), = unet_inference.predict_images(model, [image], tta=True)
+    np.testing.assert_array_equal(mask, np.where(probability >= 0.5, 255, 0))

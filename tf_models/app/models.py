@@ -162,25 +162,30 @@ def heatmap_overlay(image, heatmap, opacity=HEATMAP_OPACITY):
 
 
 def run_classify(classifier, image):
-    """uint8 grayscale [H, W, 1] -> {"probability", "label", "threshold", "resized", "overlay"}.
+    """uint8 grayscale [H, W, 1] -> {"probability", "label", "threshold", "explanation", "resized", "overlay"}.
 
     The image is resized like the training pipeline (antialiased bilinear,
-    rounded to uint8); the label is PNEUMONIA when the probability reaches
-    the run's stored threshold.
+    rounded to uint8). The probability is the run's calibrated one,
+    sigmoid(logit / stored temperature); the label is PNEUMONIA when it
+    reaches the run's stored threshold.
     """
     import tensorflow as tf
 
     from pipelines import images
-    from tf_models.pneumonia import model as pneumonia
+    from tf_models.pneumonia import calibration, inference
 
     resized = tf.clip_by_value(tf.round(images.resize(image, classifier.image_size)), 0, 255).numpy()
-    probability = float(tf.sigmoid(classifier.model(resized[None], training=False))[0, 0])
-    threshold = float(classifier.threshold["threshold"])
-    heatmap = pneumonia.grad_cam(classifier.model, resized[None])[0]
+    decision = classifier.threshold
+    logit = inference.predict_logits(classifier.model, resized[None])
+    probability = float(calibration.calibrated_probabilities(logit, decision["temperature"])[0])
+    threshold = float(decision["threshold"])
+    heatmap = inference.grad_cam(classifier.model, resized[None])[0]
     return {
         "probability": probability,
         "threshold": threshold,
         "label": "PNEUMONIA" if probability >= threshold else "NORMAL",
+        "explanation": calibration.explain_probability(
+            probability, decision["calibrated"], decision.get("validation_prevalence")),
         "resized": resized.astype(np.uint8),
         "overlay": heatmap_overlay(resized, heatmap),
     }

@@ -160,6 +160,7 @@ def classify():
     first, second = st.columns(2)
     first.metric("P(pneumonia)", f"{result['probability']:.3f}")
     second.metric("Label", result["label"])
+    st.caption(result["explanation"])
     st.caption(f"Label at the run's threshold {result['threshold']:.3f} ({classifier.threshold['policy']}, chosen on "
                f"{classifier.threshold['chosen_on']}).")
     left, right = st.columns(2)

@@ -243,3 +243,25 @@ class RunLock:
 
     def __exit__(self, *exc_info):
         self.release()
+
+
+def is_external_data(data, run_data):
+    """True when `data` names a folder other than the run's own `run_data`."""
+    if not data:
+        return False
+    return pathlib.Path(data).expanduser().resolve() != pathlib.Path(run_data).expanduser().resolve()
+
+
+def evaluation_dir(log_dir, external_data="", suffix=""):
+    """`<log_dir>/evaluation[-<folder name of external_data>][-<suffix>]/`, where an evaluation writes.
+
+    A run's own evaluation goes to `evaluation/`; an external test set
+    `DIR` goes to `evaluation-<DIR's name>/`, so no evaluation replaces
+    another one's files.
+    """
+    parts = ["evaluation"]
+    if external_data:
+        parts.append(re.sub(r"[^A-Za-z0-9._-]+", "_", pathlib.Path(external_data).expanduser().resolve().name))
+    if suffix:
+        parts.append(suffix)
+    return pathlib.Path(log_dir) / "-".join(parts)

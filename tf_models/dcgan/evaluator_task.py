@@ -88,14 +88,15 @@ class EvaluatorTask(runner.Task):
     def build_data(self, config):
         tfds_data_dir = config.tfds_data_dir or None
         train_split = sources.load(config.data, split="train", tfds_data_dir=tfds_data_dir)
-        test = classification.build_classification_data(
-            config.data, config.image_size, config.batch_size, splits=("test",), channels=train_split.channels,
-            seed=config.seed, tfds_data_dir=tfds_data_dir)
-        if tuple(test.class_names) != tuple(train_split.class_names):
-            raise ValueError(f"{test.description}: classes {list(test.class_names)} differ from "
+        test_split = sources.load(config.data, split="test", channels=train_split.channels,
+                                  tfds_data_dir=tfds_data_dir)
+        if tuple(test_split.class_names) != tuple(train_split.class_names):
+            raise ValueError(f"{test_split.description}: classes {list(test_split.class_names)} differ from "
                              f"{train_split.description}: {list(train_split.class_names)}.")
+        test_dataset = classification.batch_split(test_split, config.image_size, train_split.channels,
+                                                  config.batch_size)
         cached = sources.resized_cache(train_split, config.image_size, train_split.channels)
-        self.data = EvaluatorData(train_split, test.datasets["test"], train_split.num_examples,
+        self.data = EvaluatorData(train_split, test_dataset, train_split.num_examples,
                                   tuple(train_split.class_names), train_split.channels, cached, config)
         return self.data
 

@@ -1,4 +1,4 @@
-"""A from-scratch CNN for pneumonia on chest X-rays, and Grad-CAM.
+"""A from-scratch CNN for pneumonia on chest X-rays, and a deep ensemble of such CNNs.
 
 The model takes grey levels in [0, 255] (float or uint8 cast to float) and
 rescales them itself, so a SavedModel serves raw images. It returns one
@@ -7,11 +7,10 @@ float32 logit per image: P(PNEUMONIA) = sigmoid(logit).
 Example:
 
     model = build_pneumonia_cnn(224, filters=16, blocks=4)
-    heatmaps = grad_cam(model, images)   # [N, 224, 224] in [0, 1]
+    logits = model(images)   # [N, 1]; see inference.py for Grad-CAM and calibration.py for decisions
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tf_models.core import strategy
@@ -144,103 +143,3 @@ def build_ensemble(members, name="pneumonia_ensemble"):
 def ensemble_members(model):
     """The member networks of a `build_ensemble` model; [] for a single network."""
     return [layer for layer in model.layers if isinstance(layer, keras.Model)]
-
-
-def last_conv_layer_name(model):
-    names = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    if not names:
-        raise ValueError(f"Model {model.name!r} has no Conv2D layer for Grad-CAM; pass layer_name.")
-    return names[-1]
-
-
-def grad_cam(model, images, layer_name=None):
-    """Grad-CAM heatmaps (Selvaraju et al., 2017) of the logit, [N, H, W] in [0, 1].
-
-    The gradients of the logit with respect to the feature maps of
-    `layer_name` (default: the last Conv2D) are averaged over space into one
-    weight per channel; the weighted, rectified sum of the maps is resized
-    to the input's spatial size and scaled to [0, 1] per image. For an
-    ensemble, the members' heatmaps are averaged and scaled again.
-    """
-    members = ensemble_members(model)
-    if members:
-        mean = np.mean([grad_cam(member, images, layer_name) for member in members], axis=0)
-        return mean / np.maximum(mean.max(axis=(1, 2), keepdims=True), 1e-12)
-    layer = model.get_layer(layer_name or last_conv_layer_name(model))
-    probe = keras.Model(model.inputs, [layer.output, model.output])
-    images = tf.cast(tf.convert_to_tensor(images), tf.float32)
-    with tf.GradientTape() as tape:
-        feature_maps, logits = probe(images, training=False)
-        score = tf.reduce_sum(logits)
-    gradients = tape.gradient(score, feature_maps)
-    channel_weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    heatmaps = tf.nn.relu(tf.reduce_sum(channel_weights * feature_maps, axis=-1, keepdims=True))
-    heatmaps = tf.image.resize(heatmaps, tf.shape(images)[1:3])[..., 0]
-    peak = tf.reduce_max(heatmaps, axis=(1, 2), keepdims=True)
-    return np.asarray(tf.math.divide_no_nan(heatmaps, peak))
-
-
-THRESHOLD_POLICIES = ("youden", "accuracy")
-
-
-def choose_threshold(labels, probabilities, policy="youden"):
-    """The decision threshold on P(PNEUMONIA) that maximises the policy on these (validation) arrays.
-
-    `youden`: Youden's J = sensitivity + specificity - 1; `accuracy`: the
-    accuracy. Every threshold between two neighbouring validation
-    probabilities gives the same decisions, so the best score holds on an
-    interval; the threshold returned is the middle of the best interval in
-    logit space, the one farthest from the validation examples on either side.
-    A threshold at the interval's edge would sit on a validation example and
-    turn any shift of the data into errors of one class only.
-    """
-    labels, probabilities = np.asarray(labels).ravel(), np.asarray(probabilities, np.float64).ravel()
-    if policy not in THRESHOLD_POLICIES:
-        raise ValueError(f"Unknown threshold policy {policy!r}; choose one of {', '.join(THRESHOLD_POLICIES)}.")
-    if len(np.unique(labels)) < 2:
-        raise ValueError("Choosing a threshold needs both classes in the validation labels.")
-    edges = np.concatenate([[0.0], np.unique(probabilities), [1.0]])
-    candidates = (edges[:-1] + edges[1:]) / 2
-    scores = np.asarray([_threshold_score(labels, probabilities >= candidate, policy) for candidate in candidates])
-    best = np.flatnonzero(np.isclose(scores, scores.max()))
-    run_end = best[0]
-    while run_end + 1 in best:
-        run_end += 1
-    low, high = edges[best[0]], edges[run_end + 1]
-    epsilon = 1e-7
-    low_logit, high_logit = (np.log(np.clip(p, epsilon, 1 - epsilon) / (1 - np.clip(p, epsilon, 1 - epsilon)))
-                             for p in (low, high))
-    return float(1.0 / (1.0 + np.exp(-(low_logit + high_logit) / 2)))
-
-
-def _threshold_score(labels, predictions, policy):
-    positives, negatives = labels == 1, labels == 0
-    if policy == "youden":
-        return predictions[positives].mean() - predictions[negatives].mean()
-    return np.mean(predictions == positives)
-
-
-def binary_metrics(labels, probabilities, threshold=0.5):
-    """Accuracy, sensitivity, specificity, precision, F1, ROC AUC and the confusion matrix.
-
-    A prediction is positive (PNEUMONIA) when its probability is at least
-    `threshold`. The confusion matrix is [[TN, FP], [FN, TP]].
-    """
-    from sklearn import metrics as sklearn_metrics
-
-    labels = np.asarray(labels).ravel().astype(int)
-    probabilities = np.asarray(probabilities, np.float64).ravel()
-    predictions = (probabilities >= threshold).astype(int)
-    matrix = sklearn_metrics.confusion_matrix(labels, predictions, labels=[0, 1])
-    (true_negative, false_positive), (false_negative, true_positive) = matrix
-    return {
-        "threshold": float(threshold),
-        "accuracy": float(sklearn_metrics.accuracy_score(labels, predictions)),
-        "sensitivity": float(true_positive / max(true_positive + false_negative, 1)),
-        "specificity": float(true_negative / max(true_negative + false_positive, 1)),
-        "precision": float(sklearn_metrics.precision_score(labels, predictions, zero_division=0)),
-        "f1": float(sklearn_metrics.f1_score(labels, predictions, zero_division=0)),
-        "roc_auc": float(sklearn_metrics.roc_auc_score(labels, probabilities)) if len(set(labels)) > 1 else float("nan"),
-        "confusion_matrix": matrix.tolist(),
-        "count": int(len(labels)),
-    }

@@ -1,4 +1,4 @@
-"""The pneumonia task: Kermany chest X-rays, a from-scratch CNN, export with a stored threshold.
+"""The pneumonia task: Kermany chest X-rays, a from-scratch CNN, export with a stored temperature and threshold.
 
     python scripts/train_pneumonia.py --preset default --run-name xray
 """
@@ -6,12 +6,15 @@
 import dataclasses
 import itertools
 import json
+import pathlib
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from pipelines import classification
+from tf_models.pneumonia import calibration
+from tf_models.pneumonia import inference
 from tf_models.pneumonia import model as pneumonia
 from tf_models.core import callback_state
 from tf_models.core import callbacks as callbacks_lib
@@ -50,7 +53,9 @@ class PneumoniaConfig(config_lib.TrainConfig):
     hflip: bool = option(False, "also flip horizontally (off: the heart is on the left)")
     class_weighting: bool = option(True, "weight the loss by inverse class frequency of the training split")
     patience: int = option(5, "epochs without a better val_auc before early stopping")
-    threshold_policy: str = option("youden", "threshold chosen on validation: youden or accuracy")
+    threshold_policy: str = option("youden", "threshold chosen on validation: youden, accuracy, "
+                                             "sensitivity:T or specificity:T (e.g. sensitivity:0.95)")
+    temperature_scaling: bool = option(True, "fit a temperature on validation so that P(PNEUMONIA) is calibrated")
     save_every_steps: int = option(0, "also checkpoint every N steps (0: epoch ends only)")
 
 
@@ -81,8 +86,7 @@ def compile_model(model, learning_rate):
 
 
 def build_data(config):
-    if config.threshold_policy not in pneumonia.THRESHOLD_POLICIES:
-        raise ValueError(f"Unknown --threshold-policy {config.threshold_policy!r}; choose youden or accuracy.")
+    calibration.parse_policy(config.threshold_policy)
     return classification.build_pneumonia_data(
         config.data, config.image_size, config.batch_size, config.validation_fraction, config.seed,
         augment=config.augment, hflip=config.hflip,
@@ -148,15 +152,15 @@ class PneumoniaTask(runner.Task):
         return compile_model(saved, config.learning_rate)
 
     def before_export(self, model, paths, config):
-        """threshold.json: the decision threshold chosen on the validation split, which serving applies."""
+        """threshold.json: the temperature and the decision threshold chosen on the validation split, which serving applies."""
         if self.data is None or self.data.validation_dataset is None:
             return []
-        labels, probabilities = predict_probabilities(model, self.data.validation_dataset)
-        threshold = pneumonia.choose_threshold(labels, probabilities, config.threshold_policy)
-        return [store_threshold(paths, threshold, config.threshold_policy, "validation split carved from train/")]
+        return [calibrate_run(model, paths, self.data.validation_dataset, config.threshold_policy,
+                              config.temperature_scaling)]
 
     def serving_endpoints(self, model, paths):
-        return serving_endpoints(model, load_threshold(paths.model_dir)["threshold"])
+        decision = load_threshold(paths.model_dir)
+        return serving_endpoints(model, decision["threshold"], decision["temperature"])
 
     def deployment_examples(self, model, config, split, count):
         """uint8 X-rays and labels of both classes: the validation split, or (augmented) training batches.
@@ -178,32 +182,35 @@ class PneumoniaTask(runner.Task):
 
     def deployment_score(self, outputs, targets):
         """Accuracy of the served `label` (the stored threshold) and ROC AUC of `probability`."""
-        scores = pneumonia.binary_metrics(targets, outputs["probability"])
+        scores = calibration.binary_metrics(targets, outputs["probability"])
         return {"accuracy": float(np.mean(np.asarray(outputs["label"]) == targets)), "roc_auc": scores["roc_auc"]}
 
 
 ENSEMBLE_SHARED_FIELDS = ("data", "image_size", "validation_fraction", "seed")
 
 
-def build_ensemble_run(member_runs, run_name, logs_root="logs", models_root="saved_models", policy="youden"):
+def build_ensemble_run(member_runs, run_name, logs_root="logs", models_root="saved_models", policy="youden",
+                       calibrate=True):
     """A pneumonia run whose model averages the logits of trained runs; returns the files written.
 
     The members must share the data, image size and validation split (seed,
     fraction), so the threshold is chosen on images none of them trained on.
-    The new run gets model.keras, threshold.json, serving/, model.tflite and
-    a config.json naming its members; its training time is the members' sum.
+    The new run gets model.keras, threshold.json (temperature and threshold),
+    serving/, model.tflite and a config.json naming its members; its training
+    time is the members' sum.
     """
     if run_name in member_runs:
         raise ValueError(f"The ensemble run {run_name!r} cannot also be one of its members.")
     members, configs, clock = _load_members(member_runs, logs_root, models_root)
     config = {**{field: configs[0][field] for field in ENSEMBLE_SHARED_FIELDS}, "run_name": run_name,
               "batch_size": configs[0].get("batch_size", 32), "members": list(member_runs),
-              "threshold_policy": policy}
+              "threshold_policy": policy, "temperature_scaling": calibrate}
     paths = runs.RunPaths("pneumonia", run_name, logs_root, models_root).make_dirs()
     model = compile_model(pneumonia.build_ensemble(members), configs[0].get("learning_rate", 1e-3))
     task = PneumoniaTask()
     task_config = config_lib.make_config(
         PneumoniaConfig, PRESETS, run_name=run_name, batch_size=config["batch_size"], threshold_policy=policy,
+        temperature_scaling=calibrate,
         logs_root=str(logs_root), models_root=str(models_root),
         **{field: config[field] for field in ENSEMBLE_SHARED_FIELDS},
     )
@@ -249,35 +256,56 @@ def write_data_summary(data, paths):
     return runs.write_json(paths.log_dir / "data.json", summary)
 
 
-def predict_probabilities(model, dataset):
-    """(labels [N], probabilities [N]) of a batched (image, label) dataset."""
-    labels, probabilities = [], []
-    for images, batch_labels in dataset:
-        probabilities.append(tf.sigmoid(model(images, training=False))[:, 0].numpy())
-        labels.append(np.asarray(batch_labels).ravel())
-    return np.concatenate(labels).astype(int), np.concatenate(probabilities)
+def predict_probabilities(model, dataset, temperature=1.0):
+    """(labels [N], P(PNEUMONIA) [N] at `temperature`) of a batched (image, label) dataset."""
+    labels, logits = inference.dataset_logits(model, dataset)
+    return labels, calibration.calibrated_probabilities(logits, temperature)
 
 
-def store_threshold(paths, threshold, policy, source):
-    payload = {"threshold": float(threshold), "policy": policy, "chosen_on": source}
+def store_threshold(paths, threshold, policy, source, temperature=1.0, calibrated=False, **facts):
+    """Writes threshold.json: the threshold on sigmoid(logit / temperature) and how both were chosen."""
+    payload = {"threshold": float(threshold), "policy": policy, "chosen_on": source,
+               "temperature": float(temperature), "calibrated": bool(calibrated), **facts}
     return runs.write_json(paths.model_dir / THRESHOLD_FILE, payload)
 
 
+def store_decision(paths, decision):
+    """threshold.json from a `calibration.fit_decision` record."""
+    facts = {key: value for key, value in decision.items() if key not in ("threshold", "policy", "chosen_on")}
+    return store_threshold(paths, decision["threshold"], decision["policy"], decision["chosen_on"], **facts)
+
+
 def load_threshold(model_dir):
-    """The stored threshold record, or 0.5 with policy 'default' when none was stored."""
-    path = model_dir / THRESHOLD_FILE
+    """The stored decision record; 0.5 at temperature 1 (uncalibrated) with policy 'default' when none was stored.
+
+    A record written before temperature scaling existed reads as temperature 1, uncalibrated.
+    """
+    path = pathlib.Path(model_dir) / THRESHOLD_FILE
+    defaults = {"threshold": 0.5, "policy": "default", "chosen_on": f"none (no {THRESHOLD_FILE})",
+                "temperature": 1.0, "calibrated": False}
     if not path.is_file():
-        return {"threshold": 0.5, "policy": "default", "chosen_on": "none (no threshold.json)"}
-    return json.loads(path.read_text())
+        return defaults
+    return {**defaults, **json.loads(path.read_text())}
 
 
-def serving_endpoints(model, threshold):
-    """`serving_default`: images uint8 [N, H, W, C] -> probability float32 [N], label int32 [N]."""
+def serving_endpoints(model, threshold, temperature=1.0):
+    """`serving_default`: images uint8 [N, H, W, C] -> probability float32 [N], label int32 [N].
+
+    `probability` is sigmoid(logit / temperature), the run's calibrated P(PNEUMONIA);
+    `label` is 1 where it reaches `threshold`.
+    """
     _, height, width, channels = model.input_shape
 
     def classify(images):
-        probability = tf.sigmoid(model(tf.cast(images, tf.float32), training=False))[:, 0]
+        logits = model(tf.cast(images, tf.float32), training=False)[:, 0]
+        probability = tf.sigmoid(logits / tf.constant(temperature, tf.float32))
         return {"probability": probability, "label": tf.cast(probability >= threshold, tf.int32)}
 
     signature = [tf.TensorSpec([None, height, width, channels], tf.uint8, name=SERVING_INPUT)]
     return {"serving_default": (classify, signature)}
+
+
+def calibrate_run(model, paths, validation_dataset, policy="youden", calibrate=True):
+    """Fits the temperature and chooses the threshold on the validation split; writes threshold.json."""
+    labels, logits = inference.dataset_logits(model, validation_dataset)
+    return store_decision(paths, calibration.fit_decision(labels, logits, policy, calibrate))

@@ -1,13 +1,16 @@
-"""`scripts/evaluate.py --task unet`: Dice and IoU of a run on its held-out cars (or slices).
+"""`scripts/evaluate.py --task unet`: Dice and IoU of a run on its held-out cars (or slices), or on another folder.
 
 The validation pairs are the run's own split (same folder, validation fraction
-and seed, so the same cars). Each image is scored twice: at the training
+and seed, so the same cars). With `--data DIR` naming another folder, every
+pair of DIR is scored (an external test set). Each image is scored twice: at the training
 resolution against the mask resized as in training (nearest neighbour), and
 after resizing the predicted probability to the image's original size against
 the original mask. Scores are per image, then averaged (empty vs empty = 1).
 
-Writes to `logs/unet/<run>/`: metrics.json, per_image.csv and worst_masks.png
-(the 10 lowest original-resolution Dice scores: image | true mask | prediction).
+Writes to `logs/unet/<run>/evaluation/` (`evaluation-<DIR's name>/` for another
+folder, with `-tta` appended under `--tta`): metrics.json, per_image.csv and
+worst_masks.png (the 10 lowest original-resolution Dice scores: image | true
+mask | prediction). No other file of the run changes.
 """
 
 import csv
@@ -26,7 +29,8 @@ COLUMNS = ("example_id", "height", "width", "dice", "iou", "dice_original", "iou
 
 def add_arguments(parser):
     unet_inference.add_run_arguments(parser)
-    parser.add_argument("--data", default="", help="segmentation folder; default: the run's --data")
+    parser.add_argument("--data", default="",
+                        help="another segmentation folder, scored whole (default: the run's --data, validation split)")
     parser.add_argument("--worst", type=int, default=10, help="examples in worst_masks.png")
 
 
@@ -39,20 +43,27 @@ def validation_pairs(config, data):
     return validation
 
 
+def all_pairs(data):
+    """Every (image, mask) pair of an external folder."""
+    pairs = segmentation.find_pairs(data)
+    segmentation.check_sizes(pairs)
+    return pairs
+
+
 def read_pair(pair, channels):
     image = images.read_image(pair.image_path, channels)
     mask = segmentation.binarize_mask(tf.constant(images.read_image(pair.mask_path))).numpy()
     return image, mask
 
 
-def score_pairs(model, pairs, batch_size):
+def score_pairs(model, pairs, batch_size, tta=False):
     """Per-image rows (see COLUMNS) and the data the worst-case figure needs."""
     size, channels = tuple(model.input_shape[1:3]), model.input_shape[-1]
     rows, kept = [], []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
         originals = [read_pair(pair, channels) for pair in chunk]
-        predictions = unet_inference.predict_images(model, [image for image, _ in originals], batch_size)
+        predictions = unet_inference.predict_images(model, [image for image, _ in originals], batch_size, tta)
         for pair, (image, mask), (small, large) in zip(chunk, originals, predictions):
             small_mask = images.resize(mask, size, method="nearest").numpy()
             rows.append(dict(
@@ -64,13 +75,15 @@ def score_pairs(model, pairs, batch_size):
     return rows, kept
 
 
-def summarize(rows, size, model_path):
+def summarize(rows, size, model_path, data, tta=False):
     def mean(name):
         return float(np.mean([row[name] for row in rows]))
 
     return {
         "examples": len(rows),
         "model": str(model_path),
+        "data": str(data),
+        "tta": tta,
         "training_resolution": {"image_size": f"{size[0]}x{size[1]}", "dice": mean("dice"), "iou": mean("iou")},
         "original_resolution": {"dice": mean("dice_original"), "iou": mean("iou_original")},
     }
@@ -98,7 +111,8 @@ def plot_worst(path, rows, kept, count):
 def print_table(metrics):
     training = metrics["training_resolution"]
     original = metrics["original_resolution"]
-    print(f"\n{metrics['examples']} validation images, {metrics['model']}")
+    print(f"\n{metrics['examples']} images of {metrics['data']}, {metrics['model']}"
+          f"{', flip TTA' if metrics['tta'] else ''}")
     print(f"{'resolution':<22}{'Dice':>8}{'IoU':>8}")
     print(f"{'training ' + training['image_size']:<22}{training['dice']:>8.4f}{training['iou']:>8.4f}")
     print(f"{'original':<22}{original['dice']:>8.4f}{original['iou']:>8.4f}")
@@ -108,14 +122,18 @@ def evaluate(args):
     paths = unet_inference.run_paths(args)
     config = unet_inference.read_run_config(paths)
     model, model_path = unet_inference.load_run_model(paths, args.model)
-    pairs = validation_pairs(config, args.data or config.data)
-    rows, kept = score_pairs(model, pairs, args.batch_size)
-    metrics = summarize(rows, tuple(model.input_shape[1:3]), model_path)
+    external = runs.is_external_data(args.data, config.data)
+    data = args.data if external else config.data
+    pairs = all_pairs(data) if external else validation_pairs(config, data)
+    rows, kept = score_pairs(model, pairs, args.batch_size, args.tta)
+    metrics = summarize(rows, tuple(model.input_shape[1:3]), model_path,
+                        f"{data} ({'every pair' if external else 'validation split'})", args.tta)
     print_table(metrics)
+    output_dir = runs.evaluation_dir(paths.log_dir, data if external else "", "tta" if args.tta else "")
     written = [
-        runs.write_json(paths.log_dir / "metrics.json", metrics),
-        write_per_image_csv(paths.log_dir / "per_image.csv", rows),
+        runs.write_json(output_dir / "metrics.json", metrics),
+        write_per_image_csv(output_dir / "per_image.csv", rows),
     ]
     if args.worst > 0:
-        written.append(plot_worst(paths.log_dir / "worst_masks.png", rows, kept, args.worst))
+        written.append(plot_worst(output_dir / "worst_masks.png", rows, kept, args.worst))
     return written

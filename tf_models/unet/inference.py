@@ -3,7 +3,10 @@
 An image is brought to the training size exactly as the training pipeline does
 (antialiased bilinear resize, rounded to uint8, scaled to [0, 1]); the predicted
 probability is resized back to the image's own size (bilinear) and thresholded
-at 0.5, so masks and scores refer to the original pixels.
+at 0.5, so masks and scores refer to the original pixels. With test-time
+augmentation (`tta=True`) the probability is the mean of the image's and of
+its left-right mirror's (mirrored back): a car seen from one side looks like
+one seen from the other.
 """
 
 import csv
@@ -30,6 +33,8 @@ def add_run_arguments(parser):
     parser.add_argument("--model", choices=MODEL_CHOICES, default="best",
                         help="best.keras (highest validation Dice) or model.keras (last epoch)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per prediction batch")
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: average with the horizontally flipped image's prediction")
     parser.add_argument("--logs-root", default="logs", help="root of the log folders")
     parser.add_argument("--models-root", default="saved_models", help="root of the model folders")
 
@@ -65,9 +70,18 @@ def to_training_size(image, size):
     return (resized / 255.0).numpy()
 
 
-def predict_probabilities(model, batch):
-    """Float images [N, h, w, C] in [0, 1] -> foreground probabilities [N, h, w]."""
-    return np.asarray(tf.sigmoid(model(np.asarray(batch, np.float32), training=False)))[..., 0]
+def predict_probabilities(model, batch, tta=False):
+    """Float images [N, h, w, C] in [0, 1] -> foreground probabilities [N, h, w].
+
+    With `tta`, the mean of the probabilities of the images and of their
+    horizontal flips, flipped back.
+    """
+    batch = tf.convert_to_tensor(np.asarray(batch, np.float32))
+    probabilities = tf.sigmoid(model(batch, training=False))
+    if tta:
+        mirrored = tf.sigmoid(model(tf.reverse(batch, axis=[2]), training=False))
+        probabilities = (probabilities + tf.reverse(mirrored, axis=[2])) / 2.0
+    return np.asarray(probabilities)[..., 0]
 
 
 def to_original_size(probability, shape):
@@ -75,13 +89,13 @@ def to_original_size(probability, shape):
     return tf.image.resize(probability[..., None], shape[:2], method="bilinear").numpy()[..., 0]
 
 
-def predict_images(model, originals, batch_size=8):
+def predict_images(model, originals, batch_size=8, tta=False):
     """uint8 images of any sizes -> [(probability at training size, probability at original size)]."""
     size = tuple(model.input_shape[1:3])
     results = []
     for start in range(0, len(originals), batch_size):
         chunk = originals[start : start + batch_size]
-        small = predict_probabilities(model, [to_training_size(image, size) for image in chunk])
+        small = predict_probabilities(model, [to_training_size(image, size) for image in chunk], tta)
         results += [(probability, to_original_size(probability, image.shape)) for probability, image in zip(small, chunk)]
     return results
 
@@ -116,7 +130,7 @@ def collect_images(inputs):
     return paths
 
 
-def write_masks(model, image_paths, output_dir, rle_csv=None, batch_size=8):
+def write_masks(model, image_paths, output_dir, rle_csv=None, batch_size=8, tta=False):
     """Writes `<stem>_mask.png` (0/255, original size) per image and, optionally, a Kaggle CSV `img,rle_mask`."""
     output_dir = pathlib.Path(output_dir)
     channels = model.input_shape[-1]
@@ -124,7 +138,7 @@ def write_masks(model, image_paths, output_dir, rle_csv=None, batch_size=8):
     for start in range(0, len(image_paths), batch_size):
         chunk = image_paths[start : start + batch_size]
         originals = [images.read_image(path, channels) for path in chunk]
-        for path, (_, probability) in zip(chunk, predict_images(model, originals, batch_size)):
+        for path, (_, probability) in zip(chunk, predict_images(model, originals, batch_size, tta)):
             mask = (probability >= 0.5).astype(np.uint8)
             written.append(runs.atomic_write_bytes(output_dir / f"{path.stem}_mask.png", image_helpers.encode_png(mask * 255)))
             rows.append((path.name, rle_encode(mask)))
