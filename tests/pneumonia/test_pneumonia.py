@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from ai_edge_litert import interpreter as litert
-from sklearn import metrics as sklearn_metrics
 
 from pipelines import classification
 from tests.conftest import REPO_ROOT, shared_dataset
