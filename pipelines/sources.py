@@ -165,7 +165,7 @@ def load_class_folders(root, split="train", channels=None):
     paths, labels, class_names = list_class_folder(root, split)
     channels = channels or images.colour_channels(images.read_image(paths[0]).shape[-1])
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels)).map(
-        lambda path, label: (images.decode_image(tf.io.read_file(path), channels), label),
+        lambda path, label: (images.decode_path(path, channels), label),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return ImageSplit(dataset, len(paths), class_names, channels, f"class folders in {root} ({split})", tuple(paths))
