@@ -112,7 +112,7 @@ def fill_cache(dataset, paths, description):
     except tf.errors.OpError as error:
         _, unreadable = readable_images(paths)
         if not unreadable:
-            raise
+            raise decode_error(description, error) from None
         raise ValueError(
             f"{unreadable[0][0]}: cannot be decoded ({unreadable[0][1]}); {len(unreadable)} unreadable file(s) in "
             f"{description}: {', '.join(pathlib.Path(path).name for path, _ in unreadable[:5])}. "
@@ -183,8 +183,13 @@ def convert_channels_numpy(image, channels):
 
 
 def decode_image(contents, channels):
-    """Decodes PNG/JPEG/GIF/BMP bytes in a tf.data map: uint8 [H, W, channels]."""
-    image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
+    """Decodes PNG/JPEG/GIF/BMP bytes in a tf.data map: uint8 [H, W, channels] (a GIF's first frame)."""
+    if channels == 1:
+        is_gif = tf.equal(tf.strings.substr(contents, 0, 3), "GIF")
+        image = tf.cond(is_gif, lambda: convert_channels(decode_image(contents, 3), 1),
+                        lambda: tf.io.decode_image(contents, channels=1, expand_animations=False))
+    else:
+        image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
     image.set_shape([None, None, channels])
     return image
 

@@ -26,16 +26,19 @@ def main(argv=None):
     parser.add_argument("--files", type=int, default=200, help="number of mutated files")
     parser.add_argument("--seed", type=int, default=0, help="seed of the file choice and the mutations")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds one loader may take on one file")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes run side by side")
     parser.add_argument("--output", default="logs/fuzz/fuzz_inputs.json", help="the JSON report")
     args = parser.parse_args(argv)
     if args.files < 1:
         raise ValueError(f"--files must be 1 or more, got {args.files}.")
 
-    def progress(done, total):
+    def progress(done, total, report):
         if done % 50 == 0 or done == total:
-            print(f"{done}/{total} files", file=sys.stderr, flush=True)
+            fuzz.write_report(report, args.output)
+            print(f"{done}/{total} files, {report['totals']['crash']} crashes, {report['totals']['hang']} hangs",
+                  file=sys.stderr, flush=True)
 
-    report = fuzz.fuzz(args.datasets, args.files, args.seed, args.timeout, progress)
+    report = fuzz.fuzz(args.datasets, args.files, args.seed, args.timeout, args.workers, progress)
     print(fuzz.format_table(report))
     print(fuzz.write_report(report, args.output))
     return 1 if report["totals"]["crash"] or report["totals"]["hang"] else 0

@@ -21,6 +21,7 @@ import platform
 import resource
 import shutil
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -112,12 +113,13 @@ def load_carvana(case_file, work):
     for car in ("car1", "car2", "car3"):
         _write_png(root / "train" / f"{car}_01.png", (16, 16), channels=3)
         _write_png(root / "train_masks" / f"{car}_01_mask.png", (16, 16), value=255)
+    car = f"{case_file.stem}_01"
     if case_file.suffix.lower() == ".gif":
-        shutil.copy(case_file, (root / "train_masks").joinpath(f"case_01_mask{case_file.suffix}"))
-        _write_png(root / "train" / "case_01.png", size, channels=3)
+        shutil.copy(case_file, root / "train_masks" / f"{car}_mask{case_file.suffix}")
+        _write_png(root / "train" / f"{car}.png", size, channels=3)
     else:
-        shutil.copy(case_file, (root / "train").joinpath(f"case_01{case_file.suffix}"))
-        _write_png(root / "train_masks" / "case_01_mask.png", size, value=255)
+        shutil.copy(case_file, root / "train" / f"{car}{case_file.suffix}")
+        _write_png(root / "train_masks" / f"{car}_mask.png", size, value=255)
     segmentation.build_segmentation_data(root, image_size=(16, 16), batch_size=1, augmentation=None)
 
 
@@ -239,44 +241,72 @@ class Worker:
         self.process = None
 
 
-def fuzz(datasets_root, count=200, seed=0, timeout=60.0, progress=None):
-    """Runs `count` cases through every loader; returns the report (a dict, see `format_table`)."""
+def fuzz(datasets_root, count=200, seed=0, timeout=60.0, workers=1, progress=None):
+    """Runs `count` cases through every loader in `workers` processes; returns the report (see `format_table`).
+
+    `progress(done, total, report)` is called after each file with the report so far.
+    """
     seeds = mutations.seed_files(datasets_root)
     chosen = mutations.cases(seeds, count, seed)
     table = collections.defaultdict(collections.Counter)
+    seconds = collections.Counter()
     findings = collections.defaultdict(list)
+    lock = threading.Lock()
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="fuzz_") as scratch:
-        worker = Worker(scratch)
+    pending = iter(enumerate(chosen))
+    done = [0]
+
+    def report():
+        totals = collections.Counter()
+        for counts in table.values():
+            totals.update(counts)
+        return {
+            "files": done[0], "seed": seed, "seed_files": len(seeds), "timeout_s": timeout, "workers": workers,
+            "mutations": dict(collections.Counter(name.rsplit(":", 1)[1] for name, _, _ in chosen[:done[0]])),
+            "loaders": {loader: {o: table[loader][o] for o in OUTCOMES} for loader in sorted(table)},
+            "loader_seconds": {loader: round(seconds[loader], 1) for loader in sorted(seconds)},
+            "totals": {outcome: totals[outcome] for outcome in OUTCOMES},
+            "findings": {key: value[:50] for key, value in findings.items()},
+            "peak_worker_memory_mib": round(max(worker.peak_kib for worker in pool) / 1024.0, 1),
+            "seconds": round(time.monotonic() - start, 1),
+            "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        }
+
+    def serve(worker):
         worker.start()
-        try:
-            for index, (name, data, extension) in enumerate(chosen):
-                for loader in loaders_for(extension):
-                    job_timeout = timeout + (60.0 if index == 0 else 0.0)
-                    outcome, message = worker.run((loader, name, data, extension, index), job_timeout)
+        first = True
+        while True:
+            with lock:
+                index, case = next(pending, (None, None))
+            if case is None:
+                return
+            name, data, extension = case
+            for loader in loaders_for(extension):
+                job_start = time.monotonic()
+                outcome, message = worker.run((loader, name, data, extension, index), timeout + 60.0 * first)
+                first = False
+                with lock:
+                    seconds[loader] += time.monotonic() - job_start
                     table[loader][outcome] += 1
                     if outcome in ("crash", "hang", "unnamed_error"):
                         findings[outcome].append({"case": name, "loader": loader, "message": message})
+            with lock:
+                done[0] += 1
                 if progress:
-                    progress(index + 1, len(chosen))
+                    progress(done[0], len(chosen), report())
+
+    with tempfile.TemporaryDirectory(prefix="fuzz_") as scratch:
+        pool = [Worker(scratch) for _ in range(workers)]
+        threads = [threading.Thread(target=serve, args=(worker,)) for worker in pool]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
         finally:
-            worker.stop()
-    totals = collections.Counter()
-    for counts in table.values():
-        totals.update(counts)
-    return {
-        "files": len(chosen),
-        "seed": seed,
-        "seed_files": len(seeds),
-        "timeout_s": timeout,
-        "mutations": dict(collections.Counter(name.rsplit(":", 1)[1] for name, _, _ in chosen)),
-        "loaders": {loader: {outcome: table[loader][outcome] for outcome in OUTCOMES} for loader in sorted(table)},
-        "totals": {outcome: totals[outcome] for outcome in OUTCOMES},
-        "findings": {key: value[:50] for key, value in findings.items()},
-        "peak_worker_memory_mib": round(worker.peak_kib / 1024.0, 1),
-        "seconds": round(time.monotonic() - start, 1),
-        "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-    }
+            for worker in pool:
+                worker.stop()
+    return report()
 
 
 def format_table(report):

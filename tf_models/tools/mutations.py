@@ -185,7 +185,7 @@ def variant(data, rng, extension):
 
 
 WRONG_EXTENSIONS = {".png": ".jpg", ".jpg": ".gif", ".jpeg": ".png", ".gif": ".png", ".dcm": ".png", ".gz": ".png"}
-MUTATIONS = ("bit_flips", "truncation", "header_corruption", "chunk_corruption", "huge_dimensions",
+MUTATIONS = ("original", "bit_flips", "truncation", "header_corruption", "chunk_corruption", "huge_dimensions",
              "wrong_extension", "zero_bytes", "variant", "dicom_extension")
 
 
@@ -214,9 +214,12 @@ def mutate(seed, mutation, rng):
 
 
 def cases(seeds, count, seed=0):
-    """`count` cases, each one seeded mutation of a seed file; the first pass keeps each seed as it is."""
+    """`count` cases, each one seeded mutation (or, one in ten, none) of a random seed file.
+
+    The cases of a smaller `count` with the same `seed` are the first of a larger one.
+    """
     rng = np.random.default_rng(seed)
-    result = [(f"{name}:original", data, extension) for name, data, extension in seeds][:count]
+    result = []
     while len(result) < count:
         seed_file = seeds[int(rng.integers(0, len(seeds)))]
         result.append(mutate(seed_file, str(rng.choice(MUTATIONS)), rng))
