@@ -104,21 +104,39 @@ def fill_cache(dataset, paths, description):
 
     A file whose header is fine but whose pixels are not (a truncated JPEG)
     fails in TensorFlow's decoder, which does not say which file it was; the
-    files are then decoded one by one and a `ValueError` names the bad ones.
-    Returns `dataset` with its cache filled.
+    files are then decoded one by one (with PIL, then with TensorFlow, which
+    refuses some files PIL reads, such as CMYK JPEGs) and a `ValueError`
+    names the bad ones. Returns `dataset` with its cache filled.
     """
     try:
         dataset.reduce(0, lambda count, _: count + 1)
     except tf.errors.OpError as error:
         _, unreadable = readable_images(paths)
         if not unreadable:
+            unreadable = tensorflow_unreadable(paths)
+        if not unreadable:
             raise decode_error(description, error) from None
         raise ValueError(
             f"{unreadable[0][0]}: cannot be decoded ({unreadable[0][1]}); {len(unreadable)} unreadable file(s) in "
             f"{description}: {', '.join(pathlib.Path(path).name for path, _ in unreadable[:5])}. "
-            "Remove or replace them."
+            "Remove or replace them (PNG or RGB JPEG)."
         ) from error
     return dataset
+
+
+def tensorflow_unreadable(paths):
+    """[(path, reason)] of the non-DICOM files among `paths` that `decode_image` refuses as gray or colour."""
+    unreadable = []
+    for path in paths:
+        if dicom.is_dicom_path(path):
+            continue
+        try:
+            contents = tf.io.read_file(str(path))
+            for channels in (1, 3):
+                decode_image(contents, channels)
+        except tf.errors.OpError as error:
+            unreadable.append((str(path), str(decode_error(path, error)).split(": ", 1)[1]))
+    return unreadable
 
 
 def colour_channels(channels):

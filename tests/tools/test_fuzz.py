@@ -75,3 +75,15 @@ def test_two_hundred_mutated_files_cause_no_crash_and_no_hang():
     assert report["totals"]["crash"] == 0, report["findings"].get("crash")
     assert report["totals"]["hang"] == 0, report["findings"].get("hang")
     assert report["totals"]["named_error"] > 0 and report["totals"]["decoded"] > 0
+
+
+def test_a_cmyk_jpeg_in_a_paired_folder_is_named(tmp_path):
+    from PIL import Image
+
+    from pipelines import paired
+
+    Image.new("RGB", (32, 32), (200, 40, 40)).convert("CMYK").save(tmp_path / "cmyk.jpg", "JPEG")
+    iio.imwrite(tmp_path / "good.png", np.zeros((32, 32), np.uint8))
+    files = paired.list_paired_files(tmp_path, "noise:0.05")
+    with pytest.raises(ValueError, match=r"cmyk\.jpg: cannot be decoded .*Remove or replace"):
+        paired.load_grayscale_dataset(files.targets)

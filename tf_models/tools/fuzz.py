@@ -164,6 +164,7 @@ def load_app_upload(case_file, work):
 
 
 LOADERS = {name[len("load_"):]: function for name, function in globals().items() if name.startswith("load_")}
+PLACED_NAMES = {"idx": ("train-labels-idx1-ubyte",)}
 
 
 def run_job(loader, case_file, work):
@@ -172,7 +173,8 @@ def run_job(loader, case_file, work):
         result = LOADERS[loader](case_file, work)
     except ValueError as error:
         message = str(error)
-        return ("named_error" if case_file.name in message or case_file.stem in message else "unnamed_error"), message
+        names = (case_file.name, case_file.stem) + PLACED_NAMES.get(loader, ())
+        return ("named_error" if any(name in message for name in names) else "unnamed_error"), message
     except Exception as error:  # anything else is what the fuzzer is looking for
         return "crash", f"{type(error).__name__}: {error}"[:2000]
     return result or "decoded", ""
