@@ -151,7 +151,7 @@ def _stored_range(dataset):
 def _modality_range(dataset, stored_low, stored_high):
     from pydicom import pixels
 
-    ends = pixels.apply_modality_lut(np.array([stored_low, stored_high], np.float64), dataset)
+    ends = pixels.apply_modality_lut(np.array([stored_low, stored_high], np.int64), dataset)
     return float(np.min(ends)), float(np.max(ends))
 
 
@@ -218,6 +218,8 @@ def header_size(source, name=None):
 
 def to_stored_values(image, unit):
     """Stored pixel values in the source's bit depth for `unit` [H, W(, 1)] in [0, 1], mapped like `image`."""
+    if image.dataset.get("ModalityLUTSequence"):
+        raise ValueError("A DICOM with a Modality LUT Sequence cannot be written back; save the enhanced image as PNG.")
     unit = np.asarray(unit, np.float64).reshape(np.asarray(unit).shape[:2])
     if image.inverted:
         unit = 1.0 - unit

@@ -4,7 +4,7 @@ Examples:
   python scripts/predict.py --run xray ../shared/datasets/chest_xray/test/NORMAL/IM-0001-0001.jpeg
   python scripts/predict.py --run xray --threshold 0.5 image1.png image2.jpeg
 
-Images of any size and colour mode are read as grayscale and resized like in
+Images (PNG, JPEG, DICOM, ...) of any size and colour mode are read as grayscale and resized like in
 training. The threshold is the one stored next to the model (threshold.json,
 chosen on validation) unless --threshold is given.
 """

@@ -259,3 +259,17 @@ def test_the_enhanced_values_are_written_through_the_inverse_mapping(tmp_path):
     stored = pydicom.dcmread(target).pixel_array.astype(np.float64)
     assert np.abs(stored - expected).max() <= 1
     assert stored.max() <= 4095
+
+
+def test_a_modality_lut_source_is_not_written_back(tmp_path):
+    dataset = dicom.dataset_from_array(ramp(high=255), bits_stored=8)
+    item = pydicom.Dataset()
+    item.LUTDescriptor = [256, 0, 8]
+    item.add_new("LUTData", "US", list(range(256)))
+    item.ModalityLUTType = "US"
+    dataset.ModalityLUTSequence = [item]
+    path = tmp_path / "modality_lut.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    image = dicom.read_dicom(path)
+    with pytest.raises(ValueError, match="Modality LUT Sequence cannot be written back"):
+        dicom.write_derived(image, image.unit, tmp_path / "out.dcm", "x")
