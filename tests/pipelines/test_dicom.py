@@ -273,3 +273,17 @@ def test_a_modality_lut_source_is_not_written_back(tmp_path):
     image = dicom.read_dicom(path)
     with pytest.raises(ValueError, match="Modality LUT Sequence cannot be written back"):
         dicom.write_derived(image, image.unit, tmp_path / "out.dcm", "x")
+
+
+def test_enhance_script_writes_a_dicom_for_a_dicom_and_a_png_for_a_png(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(pix2pix_task, "latest_serving_dir", lambda paths: tmp_path)
+    monkeypatch.setattr(pix2pix_task, "load_enhancer", lambda folder: stub_enhancer(tf.identity))
+    source = write_dicom(tmp_path / "in" / "scan.dcm", ramp(high=4095), bits_stored=12, photometric="MONOCHROME1")
+    png = tmp_path / "in" / "film.png"
+    iio.imwrite(png, ramp(high=255).astype(np.uint8))
+    assert enhance_script.main([str(source), str(png), "--run", "tiny", "--output-dir", str(tmp_path / "out"),
+                                "--tile", "0"]) == 0
+    written = pydicom.dcmread(tmp_path / "out" / "scan_enhanced.dcm")
+    assert written.BitsStored == 12 and written.PhotometricInterpretation == "MONOCHROME1"
+    assert (tmp_path / "out" / "film_enhanced.png").is_file()
+    assert "scan_enhanced.dcm (DICOM, 12-bit, 48x40)" in capsys.readouterr().out
