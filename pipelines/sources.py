@@ -13,6 +13,7 @@ Every source returns an `ImageSplit` whose dataset yields
 import dataclasses
 import gzip
 import pathlib
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -76,7 +77,7 @@ def read_idx(path):
     try:
         with _open_maybe_gzip(path) as file:
             data = file.read()
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:
         raise ValueError(f"{path}: cannot be read as an idx file ({error}).") from error
     if len(data) < 8:
         raise ValueError(f"{path}: too short for an idx header.")
