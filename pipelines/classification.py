@@ -82,7 +82,8 @@ def build_classification_data(
 # ---------------------------------------------------------------- pneumonia (Kermany chest X-rays)
 #
 # Layout `<root>/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg`. Images are read as
-# grayscale (RGB and RGBA files are converted) and resized to a square; the
+# grayscale (RGB and RGBA files are converted; DICOM files as `pipelines.dicom`
+# maps them, VOI window applied) and resized to a square; the
 # model rescales them, so batches hold float32 grey levels in [0, 255] and an
 # export takes raw uint8 images. The validation split is carved from `train/`
 # by patient (the original `val/` holds 16 images); `test/` is left untouched.
@@ -179,14 +180,13 @@ def grayscale_dataset(paths, labels, image_size):
     """Cached (uint8 [S, S, 1], float32 label) examples, filled by one full pass."""
 
     def prepare(path, label):
-        image = images.convert_channels(images.decode_image(tf.io.read_file(path), 3), 1)
+        image = images.convert_channels(images.decode_path(path, 3), 1)
         image = images.resize(image, image_size)
         return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
 
     dataset = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(labels, np.float32)))
     cached = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).cache()
-    cached.reduce(0, lambda count, _: count + 1)
-    return cached
+    return images.fill_cache(cached, paths, "the chest X-rays")
 
 
 def pneumonia_split_batches(root, splits, image_size, batch_size, validation_fraction=0.1, seed=0):

@@ -1,20 +1,24 @@
 """Image files: listing, validation, decoding and resizing.
 
-Decoding in `tf.data` uses `tf.io.decode_image` (PNG, JPEG, GIF, BMP).
+Decoding in `tf.data` uses `tf.io.decode_image` (PNG, JPEG, GIF, BMP) and, for
+DICOM files (`.dcm`, see `pipelines.dicom`), pydicom through `tf.numpy_function`.
 Files are checked before a pipeline is built, so a broken file is reported by
 name up front instead of failing in the middle of an epoch.
 """
 
 import logging
 import pathlib
+import re
 
 import imageio.v3 as iio
 import numpy as np
 import tensorflow as tf
 
+from pipelines import dicom
+
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".pgm")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".pgm") + dicom.DICOM_EXTENSIONS
 JUNK_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
 _SIGNATURES = {
     ".png": (b"\x89PNG\r\n\x1a\n",),
@@ -39,7 +43,11 @@ def check_image_file(path):
     if size == 0:
         raise ValueError(f"{path}: the file is empty (0 bytes).")
     with open(path, "rb") as file:
-        head = file.read(16)
+        head = file.read(132)
+    if dicom.is_dicom_path(path):
+        if not dicom.has_dicom_marker(head):
+            raise ValueError(f"{path}: not a DICOM file (no 'DICM' marker at byte 128).")
+        return path
     signatures = _SIGNATURES.get(path.suffix.lower())
     if signatures and not any(head.startswith(signature) for signature in signatures):
         raise ValueError(
@@ -80,8 +88,11 @@ def readable_images(paths):
     readable, skipped = [], []
     for path in paths:
         try:
-            with Image.open(path) as image:
-                image.load()
+            if dicom.is_dicom_path(path):
+                dicom.read_dicom(path)
+            else:
+                with Image.open(path) as image:
+                    image.load()
             readable.append(path)
         except Exception as error:  # PIL raises many types for broken files
             skipped.append((str(path), f"{type(error).__name__}: {error}"))
@@ -93,21 +104,39 @@ def fill_cache(dataset, paths, description):
 
     A file whose header is fine but whose pixels are not (a truncated JPEG)
     fails in TensorFlow's decoder, which does not say which file it was; the
-    files are then decoded one by one and a `ValueError` names the bad ones.
-    Returns `dataset` with its cache filled.
+    files are then decoded one by one (with PIL, then with TensorFlow, which
+    refuses some files PIL reads, such as CMYK JPEGs) and a `ValueError`
+    names the bad ones. Returns `dataset` with its cache filled.
     """
     try:
         dataset.reduce(0, lambda count, _: count + 1)
     except tf.errors.OpError as error:
         _, unreadable = readable_images(paths)
         if not unreadable:
-            raise
+            unreadable = tensorflow_unreadable(paths)
+        if not unreadable:
+            raise decode_error(description, error) from None
         raise ValueError(
             f"{unreadable[0][0]}: cannot be decoded ({unreadable[0][1]}); {len(unreadable)} unreadable file(s) in "
             f"{description}: {', '.join(pathlib.Path(path).name for path, _ in unreadable[:5])}. "
-            "Remove or replace them."
+            "Remove or replace them (PNG or RGB JPEG)."
         ) from error
     return dataset
+
+
+def tensorflow_unreadable(paths):
+    """[(path, reason)] of the non-DICOM files among `paths` that `decode_image` refuses as gray or colour."""
+    unreadable = []
+    for path in paths:
+        if dicom.is_dicom_path(path):
+            continue
+        try:
+            contents = tf.io.read_file(str(path))
+            for channels in (1, 3):
+                decode_image(contents, channels)
+        except tf.errors.OpError as error:
+            unreadable.append((str(path), str(decode_error(path, error)).split(": ", 1)[1]))
+    return unreadable
 
 
 def colour_channels(channels):
@@ -116,10 +145,17 @@ def colour_channels(channels):
 
 
 def image_header(path):
-    """(width, height, PIL mode) from the file header, without decoding the pixels."""
+    """(width, height, PIL mode) from the file header, without decoding the pixels.
+
+    A grayscale DICOM reads as mode "L" (up to 8 bits) or "I;16"; any other DICOM is refused.
+    """
     from PIL import Image
 
     path = check_image_file(path)
+    if dicom.is_dicom_path(path):
+        dataset = dicom.read_dataset(path)
+        rows, columns = dicom.check_grayscale(dataset, str(path))
+        return columns, rows, "L" if int(dataset.get("BitsStored", 16) or 16) <= 8 else "I;16"
     try:
         with Image.open(path) as image:
             return image.size[0], image.size[1], image.mode
@@ -131,8 +167,12 @@ def read_image(path, channels=None):
     """Reads one image file into a NumPy array [H, W, C] (uint8 or uint16).
 
     `channels` 1 converts colour to grayscale (luma); 3 repeats a gray channel.
+    A DICOM is mapped as `pipelines.dicom` describes (VOI applied): uint8 for
+    up to 8 bits stored, else uint16 spanning 0..65535.
     """
     path = check_image_file(path)
+    if dicom.is_dicom_path(path):
+        return convert_channels_numpy(dicom.read_dicom(path).as_integers(), channels)
     try:
         image = iio.imread(path, index=0) if path.suffix.lower() == ".gif" else iio.imread(path)
     except Exception as error:
@@ -161,10 +201,45 @@ def convert_channels_numpy(image, channels):
 
 
 def decode_image(contents, channels):
-    """Decodes PNG/JPEG/GIF/BMP bytes in a tf.data map: uint8 [H, W, channels]."""
-    image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
+    """Decodes PNG/JPEG/GIF/BMP bytes in a tf.data map: uint8 [H, W, channels] (a GIF's first frame)."""
+    if channels == 1:
+        is_gif = tf.equal(tf.strings.substr(contents, 0, 3), "GIF")
+        image = tf.cond(is_gif, lambda: convert_channels(decode_image(contents, 3), 1),
+                        lambda: tf.io.decode_image(contents, channels=1, expand_animations=False))
+    else:
+        image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
     image.set_shape([None, None, channels])
     return image
+
+
+def _read_dicom_uint8(path, channels):
+    image = dicom.read_dicom(path.decode())
+    pixels = np.round(image.unit * 255.0).astype(np.uint8)
+    return np.repeat(pixels, channels, axis=-1) if channels == 3 else pixels
+
+
+def decode_path(path, channels):
+    """Reads and decodes an image file by path in a tf.data map: uint8 [H, W, channels].
+
+    DICOM files (by extension) go through pydicom in `tf.numpy_function`, the
+    others through `decode_image`.
+    """
+
+    def read_dicom():
+        image = tf.numpy_function(_read_dicom_uint8, [path, channels], tf.uint8, stateful=False)
+        image.set_shape([None, None, channels])
+        return image
+
+    is_dicom = tf.strings.regex_full_match(tf.strings.lower(path), r".*\.(dcm|dicom)")
+    image = tf.cond(is_dicom, read_dicom, lambda: decode_image(tf.io.read_file(path), channels))
+    image.set_shape([None, None, channels])
+    return image
+
+
+def decode_error(path, error):
+    """A `ValueError` naming `path` for a TensorFlow decoding error, without TensorFlow's internal op names."""
+    reason = re.sub(r"\{\{.*?\}\}|\[Op:[^\]]*\]", "", getattr(error, "message", str(error))).strip()
+    return ValueError(f"{path}: cannot be decoded as an image ({reason or type(error).__name__}).")
 
 
 def convert_channels(image, channels):

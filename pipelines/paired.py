@@ -7,7 +7,10 @@ Two layouts:
   (see `pipelines.augment`) that makes each low-quality input on the fly.
 
 Images are grayscale float32 in [0, 1]: 8-bit files are divided by 255, 16-bit
-PNGs by 65535, so the dynamic range of 16-bit data is kept. Colour files are
+PNGs by 65535, so the dynamic range of 16-bit data is kept. DICOM files are
+normalised by the true range of their stored values without the VOI window
+(see `pipelines.dicom`), the same mapping `scripts/enhance.py` inverts when it
+writes an enhanced DICOM. Colour files are
 converted to grayscale (luma) with a warning. The held-out split is by image,
 and for mini-MIAS names (`mdbNNN`) by film pair, so that the left and right
 breast of one woman (mdb001/mdb002, ...) never fall on both sides.
@@ -25,7 +28,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from pipelines import augment, images
+from pipelines import augment, dicom, images
 
 logger = logging.getLogger(__name__)
 
@@ -126,38 +129,58 @@ def split_indices(paths, test_fraction, seed):
     return train, test
 
 
-def decode_grayscale(path):
-    """File path tensor -> float32 [H, W, 1] in [0, 1] (PNG 8/16-bit, JPEG, GIF, BMP)."""
-    contents = tf.io.read_file(path)
-    is_png = tf.strings.regex_full_match(tf.strings.lower(path), r".*\.png")
-    image = tf.cond(
-        is_png,
-        lambda: tf.cast(tf.io.decode_png(contents, channels=1, dtype=tf.uint16), tf.float32) / 65535.0,
-        lambda: tf.cast(images.decode_image(contents, 1), tf.float32) / 255.0,
-    )
-    image.set_shape([None, None, 1])
-    return image
-
-
 def _read_with_python(path):
-    image = images.read_image(path.decode(), channels=1)
+    path = path.decode() if isinstance(path, bytes) else str(path)
+    if dicom.is_dicom_path(path):
+        return dicom.read_dicom(path, voi=False).unit
+    image = images.read_image(path, channels=1)
     scale = 65535.0 if image.dtype == np.uint16 else 255.0
     return (image.astype(np.float32) / scale).astype(np.float32)
 
 
+def _decode_grayscale_graph(path):
+    def read_with_python():
+        image = tf.numpy_function(_read_with_python, [path], tf.float32, stateful=False)
+        image.set_shape([None, None, 1])
+        return image
+
+    def decode():
+        contents = tf.io.read_file(path)
+        is_png = tf.strings.regex_full_match(tf.strings.lower(path), r".*\.png")
+        return tf.cond(
+            is_png,
+            lambda: tf.cast(tf.io.decode_png(contents, channels=1, dtype=tf.uint16), tf.float32) / 65535.0,
+            lambda: tf.cast(images.decode_image(contents, 1), tf.float32) / 255.0,
+        )
+
+    by_python = tf.strings.regex_full_match(tf.strings.lower(path), r".*\.(dcm|dicom|pgm)")
+    image = tf.cond(by_python, read_with_python, decode)
+    image.set_shape([None, None, 1])
+    return image
+
+
+def decode_grayscale(path):
+    """File path (tensor or str) -> float32 [H, W, 1] in [0, 1] (PNG 8/16-bit, JPEG, GIF, BMP, PGM, DICOM).
+
+    Called eagerly, a file that cannot be decoded raises a `ValueError` naming
+    it; inside a `tf.data` map the error surfaces when the dataset is iterated
+    (`load_grayscale_dataset` turns it into the same `ValueError`).
+    """
+    if not tf.executing_eagerly():
+        return _decode_grayscale_graph(path)
+    name = path.numpy().decode() if isinstance(path, tf.Tensor) else str(path)
+    if dicom.is_dicom_path(name) or name.lower().endswith(".pgm"):
+        return tf.constant(_read_with_python(name))
+    try:
+        return _decode_grayscale_graph(tf.constant(name))
+    except tf.errors.OpError as error:
+        raise images.decode_error(name, error) from None
+
+
 def load_grayscale_dataset(paths):
-    """Decoded images of `paths`, cached in memory by one full pass; PGM files go through Python."""
+    """Decoded images of `paths`, cached in memory by one full pass; PGM and DICOM files go through Python."""
     dataset = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
-    if any(pathlib.Path(p).suffix.lower() == ".pgm" for p in paths):
-
-        def decode(path):
-            image = tf.numpy_function(_read_with_python, [path], tf.float32)
-            image.set_shape([None, None, 1])
-            return image
-
-    else:
-        decode = decode_grayscale
-    cached = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    cached = dataset.map(_decode_grayscale_graph, num_parallel_calls=tf.data.AUTOTUNE).cache()
     return images.fill_cache(cached, paths, "the paired images")
 
 

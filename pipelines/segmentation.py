@@ -225,7 +225,7 @@ def binarize_mask(mask):
 
 
 def _decode_pair(image_path, mask_path, channels, image_size):
-    image = images.decode_image(tf.io.read_file(image_path), channels)
+    image = images.decode_path(image_path, channels)
     mask = images.decode_image(tf.io.read_file(mask_path), 3)
     image = images.resize(image, image_size)
     mask = images.resize(binarize_mask(mask), image_size, method="nearest")

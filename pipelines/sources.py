@@ -13,6 +13,7 @@ Every source returns an `ImageSplit` whose dataset yields
 import dataclasses
 import gzip
 import pathlib
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -79,7 +80,7 @@ def read_idx(path):
     try:
         with _open_maybe_gzip(path) as file:
             data = file.read()
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:
         raise ValueError(f"{path}: cannot be read as an idx file ({error}).") from error
     if len(data) < 8:
         raise ValueError(f"{path}: too short for an idx header.")
@@ -185,7 +186,7 @@ def load_class_folders(root, split="train", channels=None):
     paths, labels, class_names = list_class_folder(root, split)
     channels = channels or images.colour_channels(images.read_image(paths[0]).shape[-1])
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels)).map(
-        lambda path, label: (images.decode_image(tf.io.read_file(path), channels), label),
+        lambda path, label: (images.decode_path(path, channels), label),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return ImageSplit(dataset, len(paths), class_names, channels, f"class folders in {root} ({split})", tuple(paths))

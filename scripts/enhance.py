@@ -3,11 +3,14 @@
 Examples:
   python scripts/enhance.py --run mias-noise ../shared/datasets/mammography/mdb001.png --output-dir enhanced/
   python scripts/enhance.py --run mias-noise --tile 256 --overlap 32 scan16.png
+  python scripts/enhance.py --run mias-noise study/mammogram.dcm --output-dir enhanced/
 
 The image is cut into overlapping tiles of the run's training crop size, each
 enhanced by the run's exported SavedModel, and the tiles are blended (linear
 ramps over the overlap) into one image of the original size. A 16-bit input gives a 16-bit PNG; anything else
-an 8-bit PNG.
+an 8-bit PNG. A DICOM input gives a DICOM (`<name>_enhanced.dcm`): the same patient and study,
+a new SOP Instance UID, a Derivation Description, pixel data in the original bit depth and range
+(docs/dicom.md).
 """
 
 import argparse
@@ -17,9 +20,17 @@ import sys
 import imageio.v3 as iio
 import numpy as np
 
-from pipelines import images
+from pipelines import dicom, images
 from tf_models.core import cli, runs
 from tf_models.pix2pix import task as pix2pix_task
+
+
+def enhance_dicom(path, target, enhancer, tile, overlap, run_name):
+    """Enhances a DICOM file into a DICOM `target` derived from it; returns the source `DicomImage`."""
+    image = dicom.read_dicom(path, voi=False)
+    enhanced = enhancer.enhance(image.unit, tile, overlap)
+    dicom.write_derived(image, enhanced, target, f"{dicom.DERIVATION_DESCRIPTION} (run {run_name})")
+    return image
 
 
 def enhance_file(path, enhancer, tile, overlap):
@@ -45,6 +56,11 @@ def main(argv=None):
     enhancer = pix2pix_task.load_enhancer(pix2pix_task.latest_serving_dir(paths))
     output_dir = pathlib.Path(args.output_dir)
     for path in map(pathlib.Path, args.images):
+        if dicom.is_dicom_path(path):
+            target = output_dir / f"{path.stem}_enhanced.dcm"
+            image = enhance_dicom(path, target, enhancer, args.tile, args.overlap, args.run)
+            print(f"{path} -> {target} (DICOM, {image.bits_stored}-bit, {image.unit.shape[1]}x{image.unit.shape[0]})")
+            continue
         enhanced = enhance_file(path, enhancer, args.tile, args.overlap)
         target = output_dir / f"{path.stem}_enhanced.png"
         runs.atomic_write_bytes(target, iio.imwrite("<bytes>", enhanced[..., 0], extension=".png"))

@@ -4,10 +4,10 @@ Examples:
   python scripts/predict.py --run xray ../shared/datasets/chest_xray/test/NORMAL/IM-0001-0001.jpeg
   python scripts/predict.py --run xray --threshold 0.5 image1.png image2.jpeg
 
-Images of any size and colour mode are read as grayscale and resized like in
-training. P(PNEUMONIA) is sigmoid(logit / T) with the temperature T stored
-next to the model (threshold.json, fitted on validation); the threshold is the
-one stored there too, unless --threshold is given.
+Images (PNG, JPEG, DICOM, ...) of any size and colour mode are read as grayscale
+and resized like in training. P(PNEUMONIA) is sigmoid(logit / T) with the
+temperature T stored next to the model (threshold.json, fitted on validation);
+the threshold is the one stored there too, unless --threshold is given.
 """
 
 import argparse

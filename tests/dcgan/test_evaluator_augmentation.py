@@ -55,7 +55,7 @@ def test_the_evaluator_task_augments_the_training_split_only(tmp_path, monkeypat
     assert augmented and augmented[-1] is not data.test_dataset
     test_images = next(iter(data.test_dataset))[0]
     np.testing.assert_array_equal(test_images, next(iter(data.test_dataset))[0])
-    assert training.element_spec[0].shape[1:] == (28, 28, 1)
+    assert next(iter(training))[0].shape[1:] == (28, 28, 1)
 
 
 def test_the_cifar32_preset_uses_flips_and_shifts():

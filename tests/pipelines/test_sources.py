@@ -161,3 +161,14 @@ def test_real_cifar10_class_folders():
     assert split.num_examples == 3000 and len(split.class_names) == 10 and split.channels == 3
     image, _ = first_example(split)
     assert image.shape == (32, 32, 3)
+
+
+def test_an_idx_file_with_a_corrupt_deflate_stream_is_named(tmp_path):
+    import gzip
+
+    data = bytearray(gzip.compress((2049).to_bytes(4, "big") + (300).to_bytes(4, "big") + bytes(range(256)) * 2))
+    data[20:40] = b"\xff" * 20
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte\.gz: cannot be read as an idx file"):
+        sources.read_idx(path)

@@ -24,7 +24,7 @@ SAMPLES_ROOT_VARIABLE = "SHARED_DATASETS"
 MAX_UPLOAD_BYTES = 25 * 2**20
 MAX_PIXELS = 40_000_000
 MIN_SIDE = 8
-UPLOAD_TYPES = ("png", "jpg", "jpeg", "pgm", "bmp", "gif", "tif", "tiff")
+UPLOAD_TYPES = ("png", "jpg", "jpeg", "pgm", "bmp", "gif", "tif", "tiff", "dcm")
 
 def models_root():
     return pathlib.Path(os.environ.get(MODELS_ROOT_VARIABLE) or "saved_models")
@@ -126,7 +126,7 @@ def _header(data, name):
     except Image.DecompressionBombError:
         raise ValueError(f"{name}: the image is far too large to decode safely.") from None
     except Exception:
-        raise ValueError(f"{name}: not an image this app can read; upload a PNG, JPEG, PGM, BMP or TIFF file.") from None
+        raise ValueError(f"{name}: not an image this app can read; upload a PNG, JPEG, PGM, BMP, TIFF or DICOM file.") from None
 
 
 def check_upload_size(data, name, max_bytes=MAX_UPLOAD_BYTES):
@@ -162,9 +162,11 @@ def read_upload(data, name, channels, max_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX
     decoding: decompression bombs) or a side under 8 pixels. Converted with
     a note: alpha dropped, colour to grayscale or grayscale to colour.
     """
-    from pipelines import images
+    from pipelines import dicom, images
 
     check_upload_size(data, name, max_bytes)
+    if dicom.is_dicom_path(name) or dicom.has_dicom_marker(data[:132]):
+        return _read_dicom_upload(data, name, channels, max_pixels)
     width, height = _header(data, name)
     if width * height > max_pixels:
         raise ValueError(f"{name}: {width}x{height} is {width * height / 1e6:.1f} megapixels, over the "
@@ -179,6 +181,25 @@ def read_upload(data, name, channels, max_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX
         source, target = ("colour", "grayscale") if channels == 1 else ("grayscale", "colour")
         notes.append(f"the {source} image was converted to {target}, as the model expects")
     return UploadedImage(images.convert_channels_numpy(pixels, channels), notes)
+
+
+def _read_dicom_upload(data, name, channels, max_pixels):
+    """A grayscale DICOM upload, mapped as `pipelines.dicom` describes (VOI window applied)."""
+    from pipelines import dicom, images
+
+    dataset = dicom.read_dataset(bytes(data), name)
+    rows, columns = dicom.check_grayscale(dataset, name)
+    if rows * columns > max_pixels:
+        raise ValueError(f"{name}: {columns}x{rows} is {rows * columns / 1e6:.1f} megapixels, over the "
+                         f"{max_pixels / 1e6:.0f} megapixel limit; downscale it first.")
+    if min(rows, columns) < MIN_SIDE:
+        raise ValueError(f"{name}: {columns}x{rows} is too small; each side needs at least {MIN_SIDE} pixels.")
+    image = dicom.decode(dataset, name)
+    notes = [f"DICOM {image.bits_stored}-bit {dataset.PhotometricInterpretation}"
+             + (", VOI window applied" if image.windowed else "")]
+    if channels == 3:
+        notes.append("the grayscale image was converted to colour, as the model expects")
+    return UploadedImage(images.convert_channels_numpy(image.as_integers(), channels), notes)
 
 
 def list_samples(task, count=6, root=None):
