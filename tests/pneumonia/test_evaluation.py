@@ -1,8 +1,10 @@
-"""Using a calibrated pneumonia run: evaluation (own split, external folders, TTA), predict.py, the app, serving."""
+"""Using a calibrated pneumonia run: evaluation (own split, external folders, TTA), classify.py, the app, serving."""
 
 import hashlib
 import json
 import pathlib
+import subprocess
+import sys
 
 import imageio.v3 as iio
 import keras
@@ -10,8 +12,9 @@ import numpy as np
 import pytest
 
 from pipelines import classification
+from scripts import classify as predict_script
 from scripts import evaluate as evaluate_script
-from scripts import predict as predict_script
+from tests.conftest import REPO_ROOT
 from tests.pneumonia.test_pneumonia import tiny_model, write_kermany
 from tf_models.app import models as app_models
 from tf_models.core import export as export_lib
@@ -163,3 +166,10 @@ def test_flip_tta_of_a_flip_invariant_model_equals_no_tta():
     np.testing.assert_allclose(inference.predict_logits(asymmetric, images, tta=True),
                                (inference.predict_logits(asymmetric, images) + mirrored) / 2, atol=1e-5)
     assert np.abs(mirrored - inference.predict_logits(asymmetric, images)).max() > 1e-3
+
+
+def test_the_former_script_name_still_runs_the_classifier(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "predict.py"), "--help"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--threshold" in result.stdout and "scripts/classify.py" in result.stderr
