@@ -184,6 +184,7 @@ def benchmark_task(task_name, overrides, settings):
             for name, run in inference_runners(task, model, paths, report["formats"]).items()
         }
     parity = {name: entry["max_abs_vs_keras"] for name, entry in report["formats"].items()}
+    result["export"] = export_summary(report)
     result.update(inference_batch_size=len(next(iter(inputs.values()))), inference=inference, file_size_bytes=sizes,
                   parity_max_abs_vs_keras=parity, duration_s=time.perf_counter() - started,
                   peak_resident_mb=benchmark.peak_resident_megabytes())
@@ -321,6 +322,8 @@ def markdown(results):
                 f"| {name} | {format_name} | {_number(figures['images_per_s'])} | "
                 f"{_number(figures['batch1_latency_ms'], 2)} | "
                 f"{_number(entry['file_size_bytes'][format_name] / 1024, 0)} | {difference} |")
+    lines += ["", "Batch-1 latency per TFLite format (x float TFLite); the fastest format whose task metric drops "
+              "at most 0.5 points in the export's own scoring:", "", *quantization_markdown(results)]
     if "machine" in results:
         lines += ["", *utilisation_markdown(results)]
     if "tutorial_dcgan" in results:
@@ -331,6 +334,31 @@ def markdown(results):
             lines.append(f"| {name} | {_number(figures['images_per_s'])} | "
                          f"{tutorial['ratio_to_reference'][name]:.2f}x |")
     return "\n".join(lines) + "\n"
+
+
+def export_summary(report):
+    """Of an export report: per TFLite format its ops, score and drop, and the fastest format within tolerance."""
+    keys = ("batch1_latency_ms", "score", "score_drop", "ops")
+    formats = {name: {key: entry[key] for key in keys if key in entry}
+               for name, entry in report["formats"].items() if name != "savedmodel"}
+    return {"keras_score": report.get("keras_score"), "formats": formats,
+            "fastest_within_tolerance": report["fastest_within_tolerance"]}
+
+
+def quantization_markdown(results):
+    """Per task: batch-1 latency of each TFLite format against float TFLite, and the fastest within tolerance."""
+    names = [name for name in export.FORMATS if name != "savedmodel"]
+    lines = ["| task | " + " | ".join(f"{name} ms (x float)" for name in names) + " | fastest within 0.5 points |",
+             "|" + "---|" * (len(names) + 2)]
+    for task_name, entry in results["tasks"].items():
+        inference = entry["inference"]
+        float_ms = inference["tflite"]["batch1_latency_ms"]
+        cells = [f"{inference[name]['batch1_latency_ms']:.2f} ({inference[name]['batch1_latency_ms'] / float_ms:.2f}x)"
+                 for name in names]
+        fastest = entry["export"]["fastest_within_tolerance"]
+        cells.append((fastest or {}).get("format") or "none scored")
+        lines.append(f"| {task_name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _percent(share):
