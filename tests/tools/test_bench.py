@@ -40,13 +40,13 @@ def test_quick_bench_reports_every_figure_of_every_task(tmp_path):
             assert figures["images_per_s"] > 0 and figures["batch1_latency_ms"] > 0
         assert set(entry["file_size_bytes"]) == {"keras", *export.FORMATS}
         assert min(entry["file_size_bytes"].values()) > 0 and entry["peak_resident_mb"] > 0
+        fastest = entry["export"]["fastest_within_tolerance"]
+        assert fastest["format"] in export.FORMATS, name
+        assert entry["export"]["formats"]["tflite-int8"]["ops"].get("QUANTIZE", 0) >= 1, name
+        assert not {"SHAPE", "PACK"} & set(entry["export"]["formats"]["tflite-int8-batch1"]["ops"]), name
     tutorial = report["tutorial_dcgan"]
     assert tutorial["ratio_to_reference"]["reference"] == 1.0
     assert set(tutorial["steps"]) == {"reference", "project", "project_xla", "project_mixed_bfloat16"}
-        fastest = entry["export"]["fastest_within_tolerance"]
-        if fastest is not None:
-            assert fastest["format"] is None or fastest["format"] in export.FORMATS
-        assert entry["export"]["formats"]["tflite-int8"]["ops"], name
     table = next((tmp_path / "bench").glob("*.md")).read_text()
     assert "| unet | tflite-int8 |" in table and "ratio to the tutorial's step" in table
     assert "of conv peak" in table and "| unet | tflite-int8-batch1 |" in table and "fastest within" in table
