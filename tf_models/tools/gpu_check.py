@@ -10,7 +10,7 @@ exported to a SavedModel and float TFLite, with the largest difference from
 Keras on validation inputs.
 
     python scripts/gpu_check.py            # the tasks' default configs, about 5 minutes on one GPU
-    python scripts/gpu_check.py --quick    # small models on CPU or GPU, about a minute (CI)
+    python scripts/gpu_check.py --quick    # the tasks' tiny presets, on CPU or GPU (CI)
 """
 
 import dataclasses
@@ -76,7 +76,7 @@ def float16_health(model, dataset, steps):
 
 def _training(task, config, data, policy, jit_compile, settings):
     runs.set_seed(config.seed)
-    model = bench._build(task, config, policy)
+    model = bench._build(task, config, data, policy)
     try:
         seconds = benchmark.train_step_seconds(model, data.make_dataset(0), jit_compile, settings.warmup,
                                                settings.steps)
@@ -108,16 +108,17 @@ def check_task(task_name, overrides, settings):
             "duration_s": time.perf_counter() - started}
 
 
-def run(mode="full", tasks=tuple(registry.TASKS), overrides=None, settings=None, isolate=True):
+def run(mode="full", tasks=None, overrides=None, settings=None, isolate=True):
     """The check of every task (each in its own process with `isolate`); returns the results dict."""
     call = bench.in_child_process if isolate else (lambda function, *arguments: function(*arguments))
     settings = settings or MODES[mode]
+    tasks = tuple(tasks or registry.names())
     started = time.perf_counter()
     results = {"mode": mode, "settings": dataclasses.asdict(settings), "tensorflow": tf.__version__,
                **device_description(), "tasks": {}}
     for name in tasks:
         print(f"gpu-check: {name} ...", flush=True)
-        task_overrides = {**bench.TASK_OVERRIDES[mode].get(name, {}), **(overrides or {}).get(name, {})}
+        task_overrides = {**bench.task_overrides(mode).get(name, {}), **(overrides or {}).get(name, {})}
         results["tasks"][name] = call(check_task, name, task_overrides, settings)
     results["duration_s"] = time.perf_counter() - started
     return results
