@@ -1,21 +1,23 @@
-"""Export a trained run to SavedModel (TF Serving layout) and TFLite, with a parity report.
+"""Export a trained run to SavedModel (TF Serving layout), TFLite and ONNX, with a parity report.
 
 Examples:
   python scripts/export.py --run unet/carvana96
   python scripts/export.py --run pneumonia/xray --formats savedmodel,tflite,tflite-dynamic,tflite-int8 --version 2
+  python scripts/export.py --run pix2pix/mammo --formats onnx
 
 Loads saved_models/<task>/<run>/model.keras (else the latest checkpoint), writes
 serving/<N>/ and model.tflite, model_dynamic.tflite, model_int8.tflite (int8
-calibrated on training images), and export_formats.json: for each format the
-largest difference from Keras on validation examples and the task metric
-(Dice, accuracy, PSNR) before and after conversion.
+calibrated on training images), model.onnx (the serving_default signature,
+run with onnxruntime), and export_formats.json: for each format the largest
+difference from Keras on validation examples, its batch-1 latency and the task
+metric (Dice, accuracy, PSNR) before and after conversion.
 """
 
 import argparse
 import json
 import sys
 
-from tf_models.core import export, runner
+from tf_models.core import cli, export, runner, runs
 from tf_models import registry
 
 
@@ -34,6 +36,7 @@ def main(argv=None):
     task_name, run_name = registry.parse_run(args.run)
     formats = export.parse_formats(args.formats)
     task, config_class, _ = registry.lookup(task_name)
+    export.check_exportable(runs.RunPaths(task_name, run_name, args.logs_root, args.models_root), formats)
     model, config, paths = runner.load_run(task, config_class, run_name, args.logs_root, args.models_root)
     written, report = export.export_task(task, model, config, paths, formats, args.version or None, args.examples,
                                          args.calibration_examples)
@@ -44,4 +47,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

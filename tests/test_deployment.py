@@ -41,18 +41,18 @@ def test_every_format_loads_back_and_agrees_with_keras(exported, name):
     inputs, _ = task.deployment_examples(entry["model"], entry["config"], "validation", 3)
     function, signature = task.serving_endpoints(entry["model"], paths)["serving_default"]
     expected = export.call_endpoint(tf.function(function), signature, inputs)
-    runners = {"savedmodel": export.saved_model_runner(paths.serving_dir / "1")}
-    runners.update({name: export.tflite_runner(paths.model_dir / file_name)
-                    for name, (_, file_name) in export.TFLITE_FORMATS.items()})
+    runners = {name: export.format_runner(name, entry["path"]) for name, entry in report["formats"].items()}
     for format_name, run in runners.items():
         outputs = run(inputs)
         assert set(outputs) == set(expected), format_name
         for key, value in expected.items():
             assert np.asarray(outputs[key]).shape == value.shape, (format_name, key)
-    float_outputs = runners["tflite"](inputs)
-    for key, value in expected.items():
-        step = 1.0 if value.dtype == np.uint8 else 1e-4
-        assert np.max(np.abs(float_outputs[key].astype(np.float64) - value)) <= step, key
+    for format_name in ("tflite", "onnx"):
+        float_outputs = runners[format_name](inputs)
+        for key, value in expected.items():
+            assert float_outputs[key].dtype == value.dtype, (format_name, key)
+            step = 1.0 if value.dtype == np.uint8 else 1e-4
+            assert np.max(np.abs(float_outputs[key].astype(np.float64) - value)) <= step, (format_name, key)
     sizes = {name: entry["size_bytes"] for name, entry in report["formats"].items()}
     assert sizes["tflite-int8"] < sizes["tflite"] and sizes["tflite-dynamic"] < sizes["tflite"]
     assert json.loads((paths.model_dir / "export_formats.json").read_text())["formats"].keys() == sizes.keys()
@@ -65,12 +65,14 @@ def test_serving_default_takes_uint8_images(exported, name):
     assert spec.dtype == tf.uint8 and spec.shape.rank == 4
 
 
-def test_int8_report_scores_the_task_metric_before_and_after(exported):
+@pytest.mark.parametrize("format_name", ["tflite-int8", "onnx"])
+def test_report_scores_the_task_metric_before_and_after(exported, format_name):
     for name, metric in (("unet", "dice"), ("pneumonia", "accuracy"), ("pix2pix", "psnr")):
         report = exported[name]["report"]
-        int8 = report["formats"]["tflite-int8"]
-        assert metric in report["keras_score"] and metric in int8["score"]
-        assert int8["score_drop"][metric] == pytest.approx(report["keras_score"][metric] - int8["score"][metric])
+        entry = report["formats"][format_name]
+        assert metric in report["keras_score"] and metric in entry["score"]
+        assert entry["score_drop"][metric] == pytest.approx(report["keras_score"][metric] - entry["score"][metric])
+        assert entry["batch1_latency_ms"] > 0 and entry["size_bytes"] > 0
 
 
 @pytest.mark.parametrize("name", ["unet", "pneumonia"])

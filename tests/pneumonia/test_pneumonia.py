@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from ai_edge_litert import interpreter as litert
 from sklearn import metrics as sklearn_metrics
 
 from pipelines import classification
@@ -283,7 +284,7 @@ def test_histogram_equalization_is_monotone_spreads_levels_and_matches_tflite(tm
     model = pneumonia.build_pneumonia_cnn(32, filters=4, blocks=2, dense_units=0, normalization="equalize")
     saved = tmp_path / "saved"
     model.export(str(saved), verbose=False)
-    runner = tf.lite.Interpreter(model_content=tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
+    runner = litert.Interpreter(model_content=tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
     runner = runner.get_signature_runner()
     (input_name,) = runner.get_input_details()
     (output,) = runner(**{input_name: narrow}).values()

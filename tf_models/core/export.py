@@ -1,7 +1,8 @@
-"""Export: SavedModel in TF Serving's layout, TFLite, and the parity check.
+"""Export: SavedModel in TF Serving's layout, TFLite, ONNX, and the parity check.
 
 TF Serving reads `<model_base_path>/<version>/saved_model.pb`, so a run's
-SavedModels go to `saved_models/<task>/<run>/serving/<version>/`.
+SavedModels go to `saved_models/<task>/<run>/serving/<version>/`. TFLite files
+run through LiteRT (`ai_edge_litert`), ONNX files through onnxruntime.
 """
 
 import os
@@ -12,8 +13,9 @@ import tempfile
 import keras
 import numpy as np
 import tensorflow as tf
+from ai_edge_litert import interpreter as litert
 
-from tf_models.core import runs
+from tf_models.core import onnx_export, runs
 from tf_models.tools import benchmark
 
 TFLITE_MODES = ("float", "dynamic", "int8")
@@ -89,12 +91,22 @@ def export_tflite(saved_model_dir, path, mode="float", representative_inputs=Non
     if mode == "int8":
         if not representative_inputs:
             raise ValueError("int8 TFLite export needs representative inputs from the task's data.")
-        converter.representative_dataset = lambda: iter(representative_inputs)
+        converter.representative_dataset = lambda: iter(calibration_samples(representative_inputs))
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
             tf.lite.OpsSet.TFLITE_BUILTINS,
         ]
     return runs.atomic_write_bytes(path, converter.convert())
+
+
+def calibration_samples(representative_inputs):
+    """Input dicts as the int8 calibrator takes them: one-input examples as `[array]`.
+
+    Given dicts, TensorFlow's calibrator maps the names through a
+    `tf.lite.Interpreter` of its own (deprecated, with a warning); a list
+    holds the same arrays in the order of the model's inputs.
+    """
+    return [list(example.values()) if len(example) == 1 else example for example in representative_inputs]
 
 
 def run_saved_model(saved_model_dir, inputs, signature="serving_default"):
@@ -104,9 +116,7 @@ def run_saved_model(saved_model_dir, inputs, signature="serving_default"):
 
 
 def run_tflite(path, inputs, signature="serving_default"):
-    interpreter = tf.lite.Interpreter(model_path=str(path))
-    runner = interpreter.get_signature_runner(signature)
-    return runner(**inputs)
+    return tflite_runner(path, signature)(inputs)
 
 
 def saved_model_runner(saved_model_dir, signature="serving_default"):
@@ -126,7 +136,7 @@ def tflite_runner(path, signature="serving_default", threads=None):
     A file converted for one example at a time (`export_static_tflite`) is
     run one example after the other on larger batches.
     """
-    interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+    interpreter = litert.Interpreter(model_path=str(path), num_threads=threads)
     runner = interpreter.get_signature_runner(signature)
     static = is_static_batch1(interpreter, signature)
 
@@ -163,7 +173,7 @@ def export_static_tflite(trackable, endpoint, example_inputs, path, mode="int8",
 
 def op_counts(path):
     """`{TFLite op name: count}` of a TFLite file (the graph as converted, before any delegate)."""
-    interpreter = tf.lite.Interpreter(model_path=str(path))
+    interpreter = litert.Interpreter(model_path=str(path))
     names = [entry["op_name"] for entry in interpreter._get_ops_details()]
     return {name: names.count(name) for name in sorted(set(names))}
 
@@ -174,10 +184,10 @@ def score_drop_points(drop, score):
 
 
 def fastest_format(report, tolerance_points=0.5):
-    """The TFLite format with the lowest batch-1 latency whose every metric drops <= `tolerance_points`.
+    """The converted format (TFLite, ONNX) with the lowest batch-1 latency whose every metric drops <= `tolerance_points`.
 
     Returns {format, batch1_latency_ms, ratio_to_float, worst_drop_points}
-    (None when no TFLite format was scored); ratios are to float TFLite.
+    (None when no format was scored); ratios are to float TFLite.
     """
     scored = {name: entry for name, entry in report["formats"].items() if "score_drop" in entry}
     if not scored:
@@ -214,7 +224,9 @@ TFLITE_FORMATS = {
 }
 # Formats converted with every input shape fixed to one example: name -> (TFLite mode, file name).
 STATIC_TFLITE_FORMATS = {"tflite-int8-batch1": ("int8", "model_int8_batch1.tflite")}
-FORMATS = ("savedmodel",) + tuple(TFLITE_FORMATS) + tuple(STATIC_TFLITE_FORMATS)
+# name -> file name; converted from the `serving_default` function, run with onnxruntime.
+ONNX_FORMATS = {"onnx": "model.onnx"}
+FORMATS = ("savedmodel",) + tuple(TFLITE_FORMATS) + tuple(STATIC_TFLITE_FORMATS) + tuple(ONNX_FORMATS)
 
 
 def parse_formats(text):
@@ -252,16 +264,17 @@ def export_formats(trackable, endpoints, model_dir, formats, inputs, version=Non
     Args:
         trackable: the Keras model whose variables the endpoints use.
         endpoints: `{name: (function, input_signature)}` with `serving_default`.
-        model_dir: the run's model folder (serving/<N>/ and the TFLite files go there).
+        model_dir: the run's model folder (serving/<N>/, the TFLite and ONNX files go there).
         formats: names from `FORMATS`; the SavedModel is written in any case,
-            as TFLite converts from it (to a temporary folder when not asked for).
+            as TFLite converts from it (to a temporary folder when not asked for);
+            ONNX converts the `serving_default` function itself.
         inputs: real inputs `{input name: array}` in the signature's raw form,
             on which every format is compared with Keras.
         version: the serving version folder; the next free number when None.
         representative_inputs: calibration inputs for `tflite-int8` (a list
             of input dicts, one example batch each), from training data.
         targets, score: when given, `score(outputs, targets)` (a dict of task
-            metrics) is reported for Keras and for every TFLite file.
+            metrics) is reported for Keras and for every TFLite and ONNX file.
     Returns:
         (paths written, report dict).
     """
@@ -293,30 +306,59 @@ def export_formats(trackable, endpoints, model_dir, formats, inputs, version=Non
                 "batch1_latency_ms": batch1_latency_ms(saved_model_run, single),
             }
         for name in formats:
-            if name in TFLITE_FORMATS or name in STATIC_TFLITE_FORMATS:
-                if name in TFLITE_FORMATS:
-                    mode, file_name = TFLITE_FORMATS[name]
-                    path = export_tflite(serving_dir, model_dir / file_name, mode, representative_inputs)
-                else:
-                    mode, file_name = STATIC_TFLITE_FORMATS[name]
-                    path = export_static_tflite(trackable, endpoints["serving_default"], single,
-                                                model_dir / file_name, mode, representative_inputs)
-                lite_run = tflite_runner(path, threads=len(os.sched_getaffinity(0)))
-                lite = run_batched(lite_run, inputs)
-                entry = {"path": str(path), "size_bytes": path.stat().st_size,
-                         "max_abs_vs_keras": max_abs_difference(keras_outputs, lite),
-                         "mean_abs_vs_keras": mean_abs_difference(keras_outputs, lite),
-                         "batch1_latency_ms": batch1_latency_ms(lite_run, single)}
-                if score is not None:
-                    entry["score"] = score(lite, targets)
-                    entry["score_drop"] = {
-                        key: report["keras_score"][key] - value for key, value in entry["score"].items()
-                    }
+            if name == "savedmodel":
+                continue
+            if name in STATIC_TFLITE_FORMATS:
+                path, converted_run = write_static_format(name, trackable, endpoints["serving_default"], single,
+                                                          model_dir, representative_inputs)
+            else:
+                path, converted_run = write_format(name, serving_dir, endpoints["serving_default"], model_dir,
+                                                   representative_inputs)
+            converted = run_batched(converted_run, inputs)
+            entry = {"path": str(path), "size_bytes": path.stat().st_size,
+                     "max_abs_vs_keras": max_abs_difference(keras_outputs, converted),
+                     "mean_abs_vs_keras": mean_abs_difference(keras_outputs, converted),
+                     "batch1_latency_ms": batch1_latency_ms(converted_run, single)}
+            if score is not None:
+                entry["score"] = score(converted, targets)
+                entry["score_drop"] = {
+                    key: report["keras_score"][key] - value for key, value in entry["score"].items()
+                }
+            if name not in ONNX_FORMATS:
                 entry["ops"] = op_counts(path)
-                report["formats"][name] = entry
-                written.append(path)
+            report["formats"][name] = entry
+            written.append(path)
     report["fastest_within_tolerance"] = fastest_format(report)
     return written, report
+
+
+def write_format(name, serving_dir, endpoint, model_dir, representative_inputs=None):
+    """Writes the TFLite or ONNX format `name` into `model_dir`; returns (path, runner over the file)."""
+    threads = len(os.sched_getaffinity(0))
+    if name in ONNX_FORMATS:
+        function, input_signature = endpoint
+        path = onnx_export.export_onnx(function, input_signature, pathlib.Path(model_dir) / ONNX_FORMATS[name])
+        return path, onnx_export.onnx_runner(path, threads=threads)
+    mode, file_name = TFLITE_FORMATS[name]
+    path = export_tflite(serving_dir, pathlib.Path(model_dir) / file_name, mode, representative_inputs)
+    return path, tflite_runner(path, threads=threads)
+
+
+def write_static_format(name, trackable, endpoint, example_inputs, model_dir, representative_inputs=None):
+    """Writes the fixed-shape TFLite format `name` (`STATIC_TFLITE_FORMATS`); returns (path, runner over the file)."""
+    mode, file_name = STATIC_TFLITE_FORMATS[name]
+    path = export_static_tflite(trackable, endpoint, example_inputs, pathlib.Path(model_dir) / file_name, mode,
+                                representative_inputs)
+    return path, tflite_runner(path, threads=len(os.sched_getaffinity(0)))
+
+
+def format_runner(name, path, threads=None):
+    """A runner `{input name: array} -> {output name: array}` over a file written for format `name`."""
+    if name == "savedmodel":
+        return saved_model_runner(path)
+    if name in ONNX_FORMATS:
+        return onnx_export.onnx_runner(path, threads=threads)
+    return tflite_runner(path, threads=threads)
 
 
 def batch1_latency_ms(run, single_input, warmup=3, repeats=20):
@@ -347,6 +389,17 @@ def signature_inputs(saved_model_dir, signature="serving_default"):
 def rest_request(inputs, signature="serving_default"):
     """The body of a TF Serving REST `:predict` request (columnar `inputs` format) for NumPy inputs."""
     return {"signature_name": signature, "inputs": {name: np.asarray(value).tolist() for name, value in inputs.items()}}
+
+
+def check_exportable(paths, formats=FORMATS):
+    """ValueError naming the run's model folder when it holds no model to export (no model.keras, no checkpoint)."""
+    if paths.keras_file.is_file() or any(pathlib.Path(paths.checkpoint_dir).glob("*.index")):
+        return
+    raise ValueError(
+        f"{paths.model_dir}: no model.keras and no checkpoint in checkpoints/, so there is no inference model "
+        f"to export as {', '.join(formats)}. Train the run first (python scripts/train_{paths.task}.py "
+        f"--run-name {paths.run_name}), or pass the --models-root that holds {paths.task}/{paths.run_name}/."
+    )
 
 
 def export_task(task, model, config, paths, formats=FORMATS, version=None, examples=256, calibration_examples=128):

@@ -4,6 +4,7 @@
 """
 
 import dataclasses
+import itertools
 import json
 
 import keras
@@ -12,7 +13,9 @@ import tensorflow as tf
 
 from pipelines import classification
 from tf_models.pneumonia import model as pneumonia
+from tf_models.core import callback_state
 from tf_models.core import callbacks as callbacks_lib
+from tf_models.core import checkpoints
 from tf_models.core import config as config_lib
 from tf_models.core import export as export_lib
 from tf_models.core import runner, runs
@@ -93,6 +96,7 @@ class PneumoniaTask(runner.Task):
 
     def __init__(self):
         self.data = None
+        self.callback_state = None
 
     def build_data(self, config):
         self.data = build_data(config)
@@ -111,16 +115,33 @@ class PneumoniaTask(runner.Task):
         model.optimizer.build(model.trainable_variables)
         return model
 
+    def checkpoint_items(self, model):
+        """EarlyStopping's and ReduceLROnPlateau's state (counters, best value and weights), so a resumed run
+        stops and lowers its learning rate when an uninterrupted one would."""
+        self.callback_state = callback_state.CallbackState(
+            model, early_stopping=True, reduce_learning_rate=True, early_stopping_weights=True
+        )
+        return {"callback_state": checkpoints.OptionalItem(self.callback_state)}
+
+    def learning_rates(self, model, config):
+        if self.callback_state is None:
+            return [(model.optimizer, config.learning_rate)]
+        return [(model.optimizer, self.callback_state.learning_rate(model.optimizer, config.learning_rate))]
+
     def callbacks(self, model, paths, config):
         if self.data is not None:
             write_data_summary(self.data, paths)
-        return [
-            callbacks_lib.BestModel(paths.model_dir / "best.keras", "val_auc", "max", paths.log_dir / "history.csv"),
-            keras.callbacks.EarlyStopping(
-                monitor="val_auc", mode="max", patience=config.patience, restore_best_weights=True
-            ),
-            keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.5, patience=2, min_lr=1e-6),
-        ]
+        early_stopping = keras.callbacks.EarlyStopping(
+            monitor="val_auc", mode="max", patience=config.patience, restore_best_weights=True
+        )
+        plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.5, patience=2,
+                                                    min_lr=1e-6)
+        kept = [early_stopping, plateau]
+        if self.callback_state is not None:
+            kept.append(self.callback_state.callback(early_stopping=early_stopping, reduce_learning_rate=plateau))
+        best_model = callbacks_lib.BestModel(paths.model_dir / "best.keras", "val_auc", "max",
+                                             paths.log_dir / "history.csv")
+        return [best_model] + kept
 
     def adopt_saved_model(self, model, saved, config):
         """The saved functional model itself: a single CNN or an ensemble (`build_ensemble_run`)."""
@@ -138,10 +159,22 @@ class PneumoniaTask(runner.Task):
         return serving_endpoints(model, load_threshold(paths.model_dir)["threshold"])
 
     def deployment_examples(self, model, config, split, count):
-        """uint8 X-rays and labels: the validation split, or (augmented) training batches."""
-        dataset = self.data.validation_dataset if split == "validation" else self.data.make_dataset(0)
-        images, labels = export_lib.take_examples(dataset, count)[:2]
-        return {SERVING_INPUT: np.clip(np.round(images), 0, 255).astype(np.uint8)}, labels.ravel().astype(int)
+        """uint8 X-rays and labels of both classes: the validation split, or (augmented) training batches.
+
+        The validation split is in file order (one class, then the other), so the examples alternate the
+        classes rather than take the first `count`, which the AUC of the export report needs.
+        """
+        if split == "validation":
+            images, labels = export_lib.take_examples(self.data.validation_dataset, 10**9)[:2]
+            labels = labels.ravel().astype(int)
+            by_class = [np.flatnonzero(labels == value) for value in (0, 1)]
+            order = [index for pair in itertools.zip_longest(*by_class) for index in pair if index is not None]
+            chosen = np.asarray(order[:count])
+            images, labels = images[chosen], labels[chosen]
+        else:
+            images, labels = export_lib.take_examples(self.data.make_dataset(0), count)[:2]
+            labels = labels.ravel().astype(int)
+        return {SERVING_INPUT: np.clip(np.round(images), 0, 255).astype(np.uint8)}, labels
 
     def deployment_score(self, outputs, targets):
         """Accuracy of the served `label` (the stored threshold) and ROC AUC of `probability`."""

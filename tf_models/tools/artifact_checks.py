@@ -1,7 +1,7 @@
 """Does every artifact of a run load? Checks of a run's files, for the fault suite and for people.
 
 `scan_run` opens each file a run folder holds at its final name (checkpoints,
-.keras in safe mode, SavedModels, TFLite, JSON, CSV, PNG, GIF) and reports the
+.keras in safe mode, SavedModels, TFLite, ONNX, JSON, CSV, PNG, GIF) and reports the
 ones that do not load, and the temporaries a killed writer left;
 `checkpoint_state` reads the step/epoch counters of the latest checkpoint.
 """
@@ -41,9 +41,17 @@ def check_saved_model(path):
 
 
 def check_tflite(path):
-    import tensorflow as tf
+    from ai_edge_litert import interpreter as litert
 
-    tf.lite.Interpreter(model_path=str(path)).allocate_tensors()
+    litert.Interpreter(model_path=str(path)).allocate_tensors()
+
+
+def check_onnx(path):
+    import onnx
+    import onnxruntime
+
+    onnx.checker.check_model(str(path))
+    onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 def check_csv(path):
@@ -59,8 +67,9 @@ def check_image(path):
     iio.imread(path, index=None if path.suffix == ".gif" else 0)
 
 
-_FILE_CHECKS = {".keras": check_keras, ".tflite": check_tflite, ".json": lambda p: json.loads(p.read_text()),
-                ".csv": check_csv, ".png": check_image, ".gif": check_image}
+_FILE_CHECKS = {".keras": check_keras, ".tflite": check_tflite, ".onnx": check_onnx,
+                ".json": lambda p: json.loads(p.read_text()), ".csv": check_csv, ".png": check_image,
+                ".gif": check_image}
 
 
 def is_temporary(path):
@@ -72,7 +81,7 @@ def scan_run(log_dir, model_dir):
     """(corrupted [(path, error)], temporaries [path]) of one run's folders.
 
     Every file at a final name must load: each checkpoint's tensors, .keras
-    files in safe mode, each serving/<N> SavedModel, TFLite, JSON, CSV,
+    files in safe mode, each serving/<N> SavedModel, TFLite, ONNX, JSON, CSV,
     PNG and GIF. Temporaries (a killed writer's leftovers, removed by the
     next start) are listed apart. TensorBoard event files are append-only
     logs whose readers skip a cut-off last record; they are not checked.

@@ -3,7 +3,7 @@
 Each task runs in its own process (so its peak resident memory is its own):
 training images/s of the task's `train_step` (float32, with and without XLA),
 images/s of its tf.data pipeline alone, inference images/s and batch-1
-latency of Keras, the SavedModel and the three TFLite files, and file sizes.
+latency of Keras, the SavedModel, the three TFLite files and the ONNX file, and file sizes.
 A last process times the TF tutorial's DCGAN step (`tutorial_dcgan`) next to
 the project's step on the same networks and batch.
 
@@ -130,16 +130,13 @@ def flop_figures(task, model, config):
 
 
 def inference_runners(task, model, paths, formats_report):
-    """{format: function(inputs) -> outputs}: Keras (the serving function as a tf.function), SavedModel, TFLite."""
+    """{format: function(inputs) -> outputs}: Keras (the serving function as a tf.function) and every file."""
     function, signature = task.serving_endpoints(model, paths)["serving_default"]
     compiled = tf.function(function)
     threads = len(os.sched_getaffinity(0))
     result = {"keras": lambda inputs: export.call_endpoint(compiled, signature, inputs)}
     for name, entry in formats_report.items():
-        if name == "savedmodel":
-            result[name] = export.saved_model_runner(entry["path"])
-        else:
-            result[name] = export.tflite_runner(entry["path"], threads=threads)
+        result[name] = export.format_runner(name, entry["path"], threads=threads)
     return result
 
 
