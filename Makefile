@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast app bench bench-quick report clean-runs help
+.PHONY: install demo test test-fast app bench bench-quick gpu-check report clean-runs help
 
 help:
 	@echo "make demo   - install, then train the DCGAN on the bundled digits (a few minutes)"
@@ -12,6 +12,7 @@ help:
 	@echo "make app    - install, then start the Streamlit app on the trained runs, at http://127.0.0.1:8501 only"
 	@echo "              (other computers: make app ARGS=\"--server.address 0.0.0.0\")"
 	@echo "make bench  - install, then benchmark every task (logs/bench/<date>.json and .md; bench-quick: small models)"
+	@echo "make gpu-check - install, then check every task on one GPU (logs/gpu_check/; at most 5 min)"
 	@echo "make report - write docs/results.md (and the bench part of docs/benchmarks.md) from the runs under logs/"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -34,6 +35,9 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python scripts/bench.py --quick $(ARGS)
+
+gpu-check: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python scripts/gpu_check.py $(ARGS)
 
 report: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python scripts/report.py $(ARGS)

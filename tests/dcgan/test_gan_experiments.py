@@ -123,3 +123,28 @@ def test_the_tutorial_step_is_refused_where_it_would_not_be_the_tutorials(fields
 def test_flags_that_each_run_sets_itself_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
         gan_experiments.check_overrides(overrides)
+
+
+@pytest.mark.slow
+def test_race_times_each_recipe_to_each_share_of_the_ceiling(roots):
+    root_flags, root = roots
+    flags = ["--minutes", "0.04", "--interval-minutes", "0.02", "--name", "race", *SCORING, *TINY_DCGAN,
+             *root_flags, "--steps-per-epoch", "5"]
+    assert load_script("race").main(flags) == 0
+    folder = root / "logs" / "experiments" / "race"
+    result = json.loads((folder / "race.json").read_text())
+    assert [row["label"] for row in result["recipes"]] == ["project", "tutorial"]
+    table = (folder / "race.md").read_text()
+    for row in result["recipes"]:
+        curve = row["curve"]
+        assert 1 <= len(curve) <= 2 and curve[-1]["steps"] > 0
+        assert [point["training_minutes"] for point in curve] == sorted(point["training_minutes"] for point in curve)
+        assert row["best_is_share"] == max(point["is_share"] for point in curve)
+        for target, minutes in row["minutes_to"].items():
+            first = next((point["training_minutes"] for point in curve if point["is_share"] >= float(target)), None)
+            assert minutes == first
+        assert f"| {row['label']} (`{row['preset']}`" in table
+    for target, speedup in result["speedup"].items():
+        minutes = [row["minutes_to"][target] for row in result["recipes"]]
+        assert speedup == (minutes[1] / minutes[0] if all(minutes) else None)
+    assert "not reached in 0.04 min" in table or all(all(row["minutes_to"].values()) for row in result["recipes"])

@@ -131,9 +131,81 @@ def saved_model_runner(saved_model_dir, signature="serving_default"):
 
 
 def tflite_runner(path, signature="serving_default", threads=None):
-    """A function `{input name: array} -> {output name: array}` over one TFLite interpreter."""
-    runner = litert.Interpreter(model_path=str(path), num_threads=threads).get_signature_runner(signature)
-    return lambda inputs: runner(**inputs)
+    """A function `{input name: array} -> {output name: array}` over one TFLite interpreter.
+
+    A file converted for one example at a time (`export_static_tflite`) is
+    run one example after the other on larger batches.
+    """
+    interpreter = litert.Interpreter(model_path=str(path), num_threads=threads)
+    runner = interpreter.get_signature_runner(signature)
+    static = is_static_batch1(interpreter, signature)
+
+    def run(inputs):
+        if static:
+            return run_batched(lambda part: runner(**part), inputs, batch_size=1)
+        return runner(**inputs)
+
+    return run
+
+
+def is_static_batch1(interpreter, signature="serving_default"):
+    """Whether every input of the interpreter's `signature` has a fixed batch of 1."""
+    details = interpreter.get_signature_runner(signature).get_input_details().values()
+    return all(len(entry["shape_signature"]) and entry["shape_signature"][0] == 1 for entry in details)
+
+
+def export_static_tflite(trackable, endpoint, example_inputs, path, mode="int8", representative_inputs=None):
+    """TFLite of `endpoint` with every input shape fixed to the shape of one of `example_inputs`.
+
+    With fixed shapes the converter folds the shape arithmetic of transposed
+    convolutions (`SHAPE`, `STRIDED_SLICE`, `PACK` feeding `TRANSPOSE_CONV`'s
+    output shape) into constants, so XNNPACK takes the whole graph instead of
+    leaving int8 `TRANSPOSE_CONV` to TFLite's reference kernel. The file then
+    takes one example per call (`tflite_runner` loops over larger batches).
+    """
+    function, input_signature = endpoint
+    specs = [tf.TensorSpec((1, *np.shape(example_inputs[spec.name])[1:]), spec.dtype, name=spec.name)
+             for spec in input_signature]
+    with tempfile.TemporaryDirectory() as scratch:
+        saved_model_dir = export_saved_model(trackable, {"serving_default": (function, specs)}, scratch, 1)
+        return export_tflite(saved_model_dir, path, mode, representative_inputs)
+
+
+def op_counts(path):
+    """`{TFLite op name: count}` of a TFLite file (the graph as converted, before any delegate)."""
+    interpreter = litert.Interpreter(model_path=str(path))
+    names = [entry["op_name"] for entry in interpreter._get_ops_details()]
+    return {name: names.count(name) for name in sorted(set(names))}
+
+
+def score_drop_points(drop, score):
+    """A drop in points: metrics in [0, 1] (Dice, accuracy, AUC) x 100, others (PSNR in dB) as they are."""
+    return 100.0 * drop if 0.0 <= score <= 1.0 else drop
+
+
+def fastest_format(report, tolerance_points=0.5):
+    """The converted format (TFLite, ONNX) with the lowest batch-1 latency whose every metric drops <= `tolerance_points`.
+
+    Returns {format, batch1_latency_ms, ratio_to_float, worst_drop_points}
+    (None when no format was scored); ratios are to float TFLite.
+    """
+    scored = {name: entry for name, entry in report["formats"].items() if "score_drop" in entry}
+    if not scored:
+        return None
+    float_latency = report["formats"].get("tflite", {}).get("batch1_latency_ms")
+
+    def worst(entry):
+        return max((score_drop_points(drop, report["keras_score"][metric])
+                    for metric, drop in entry["score_drop"].items()), default=0.0)
+
+    eligible = {name: entry for name, entry in scored.items() if worst(entry) <= tolerance_points}
+    if not eligible:
+        return {"format": None, "tolerance_points": tolerance_points}
+    name = min(eligible, key=lambda key: eligible[key]["batch1_latency_ms"])
+    latency = eligible[name]["batch1_latency_ms"]
+    return {"format": name, "batch1_latency_ms": latency, "tolerance_points": tolerance_points,
+            "ratio_to_float": latency / float_latency if float_latency else None,
+            "worst_drop_points": worst(eligible[name])}
 
 
 def max_abs_difference(reference, candidate):
@@ -150,9 +222,11 @@ TFLITE_FORMATS = {
     "tflite-dynamic": ("dynamic", "model_dynamic.tflite"),
     "tflite-int8": ("int8", "model_int8.tflite"),
 }
+# Formats converted with every input shape fixed to one example: name -> (TFLite mode, file name).
+STATIC_TFLITE_FORMATS = {"tflite-int8-batch1": ("int8", "model_int8_batch1.tflite")}
 # name -> file name; converted from the `serving_default` function, run with onnxruntime.
 ONNX_FORMATS = {"onnx": "model.onnx"}
-FORMATS = ("savedmodel",) + tuple(TFLITE_FORMATS) + tuple(ONNX_FORMATS)
+FORMATS = ("savedmodel",) + tuple(TFLITE_FORMATS) + tuple(STATIC_TFLITE_FORMATS) + tuple(ONNX_FORMATS)
 
 
 def parse_formats(text):
@@ -234,8 +308,12 @@ def export_formats(trackable, endpoints, model_dir, formats, inputs, version=Non
         for name in formats:
             if name == "savedmodel":
                 continue
-            path, converted_run = write_format(name, serving_dir, endpoints["serving_default"], model_dir,
-                                               representative_inputs)
+            if name in STATIC_TFLITE_FORMATS:
+                path, converted_run = write_static_format(name, trackable, endpoints["serving_default"], single,
+                                                          model_dir, representative_inputs)
+            else:
+                path, converted_run = write_format(name, serving_dir, endpoints["serving_default"], model_dir,
+                                                   representative_inputs)
             converted = run_batched(converted_run, inputs)
             entry = {"path": str(path), "size_bytes": path.stat().st_size,
                      "max_abs_vs_keras": max_abs_difference(keras_outputs, converted),
@@ -246,8 +324,11 @@ def export_formats(trackable, endpoints, model_dir, formats, inputs, version=Non
                 entry["score_drop"] = {
                     key: report["keras_score"][key] - value for key, value in entry["score"].items()
                 }
+            if name not in ONNX_FORMATS:
+                entry["ops"] = op_counts(path)
             report["formats"][name] = entry
             written.append(path)
+    report["fastest_within_tolerance"] = fastest_format(report)
     return written, report
 
 
@@ -261,6 +342,14 @@ def write_format(name, serving_dir, endpoint, model_dir, representative_inputs=N
     mode, file_name = TFLITE_FORMATS[name]
     path = export_tflite(serving_dir, pathlib.Path(model_dir) / file_name, mode, representative_inputs)
     return path, tflite_runner(path, threads=threads)
+
+
+def write_static_format(name, trackable, endpoint, example_inputs, model_dir, representative_inputs=None):
+    """Writes the fixed-shape TFLite format `name` (`STATIC_TFLITE_FORMATS`); returns (path, runner over the file)."""
+    mode, file_name = STATIC_TFLITE_FORMATS[name]
+    path = export_static_tflite(trackable, endpoint, example_inputs, pathlib.Path(model_dir) / file_name, mode,
+                                representative_inputs)
+    return path, tflite_runner(path, threads=len(os.sched_getaffinity(0)))
 
 
 def format_runner(name, path, threads=None):

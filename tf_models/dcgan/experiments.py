@@ -210,3 +210,88 @@ def compare_recipes(minutes, name, overrides, evaluator, samples=5000, batch_siz
     trained = [train_run(label, preset, f"{name}-{label}", overrides, minutes * 60.0, verbose)
                for label, preset in RECIPES.items()]
     return _score_and_write(trained, name, overrides, evaluator, samples, batch_size)
+
+
+# Shares of the real images' IS proxy (the ceiling) whose first crossing `race` times.
+RACE_TARGETS = (0.5, 0.6)
+
+
+def _race_recipe(label, preset, name, overrides, minutes, interval_minutes, scoring, targets, verbose):
+    """Trains one recipe in `interval_minutes` chunks up to `minutes`, scoring after each; returns its row."""
+    scorer, real, num_classes, samples, batch_size = scoring
+    curve, reached, budget = [], {}, 0.0
+    while budget < minutes and len(reached) < len(targets):
+        budget = min(budget + interval_minutes, minutes)
+        run = train_run(label, preset, f"{name}-{label}", overrides, budget * 60.0, verbose)
+        result = gan_evaluation.compare(run.generator, scorer, real, num_classes, samples, batch_size)
+        clock = _clock(run.paths)
+        share = result["generated"]["inception_score"] / result["real"]["inception_score"]
+        curve.append({"training_minutes": clock["seconds"] / 60.0, "steps": clock["steps"], "is_share": share})
+        for target in targets:
+            if share >= target and str(target) not in reached:
+                reached[str(target)] = clock["seconds"] / 60.0
+    return {"label": label, "run": f"{name}-{label}", "preset": preset, "batch_size": run.batch_size,
+            "minutes_to": {str(target): reached.get(str(target)) for target in targets}, "curve": curve,
+            "best_is_share": max(point["is_share"] for point in curve)}
+
+
+def race(minutes, name, overrides, evaluator, interval_minutes=1.0, samples=2000, batch_size=500,
+         targets=RACE_TARGETS, verbose=0):
+    """Training minutes until each recipe's IS proxy first reaches each share of the real ceiling.
+
+    Each recipe of `RECIPES` trains on the same data in `interval_minutes`
+    chunks of its own training clock (scoring is not counted), is scored with
+    one evaluator after each chunk, and stops at `minutes` or once every
+    target is reached; a target not reached is reported as such. The times
+    are the clock at the first scoring at or above the target, so they are
+    upper bounds with the interval as resolution. Writes `race.json` and
+    `race.md` to `logs/experiments/<name>/`; returns their paths.
+    """
+    check_overrides(overrides)
+    if minutes <= 0 or interval_minutes <= 0:
+        raise ValueError(f"--minutes and --interval-minutes must be positive, got {minutes} and {interval_minutes}.")
+    folder = comparison_folder(name, overrides)
+    config = dcgan_task.DCGANTask().resolve(config_lib.make_config(dcgan_task.DCGANConfig, dcgan_task.PRESETS,
+                                                                   **dict(overrides, preset=RECIPES["project"])))
+    scorer, card = gan_evaluation.load_scorer(overrides.get("models_root", "saved_models"), evaluator,
+                                              config.image_size, config.channels, overrides["data"])
+    real = gan_evaluation.real_outputs(scorer, overrides["data"], config.image_size, config.channels, batch_size,
+                                       overrides.get("tfds_data_dir") or None)
+    scoring = (scorer, real, len(card["class_names"]), samples, batch_size)
+    rows = [_race_recipe(label, preset, name, overrides, minutes, interval_minutes, scoring, targets, verbose)
+            for label, preset in RECIPES.items()]
+    result = {"evaluator": evaluator, "data": overrides["data"], "minutes": minutes,
+              "interval_minutes": interval_minutes, "targets": list(targets), "recipes": rows,
+              "speedup": {str(target): _speedup(rows, str(target)) for target in targets}}
+    written = [runs.write_json(folder / "race.json", result), runs.atomic_write_text(folder / "race.md",
+                                                                                     race_markdown(result))]
+    print(race_markdown(result))
+    return written
+
+
+def _speedup(rows, target):
+    """The peer's minutes over the project's for `target`, or None unless both reached it."""
+    minutes = {row["label"]: row["minutes_to"][target] for row in rows}
+    if minutes.get("project") and minutes.get("tutorial"):
+        return minutes["tutorial"] / minutes["project"]
+    return None
+
+
+def race_markdown(result):
+    """One row per recipe: training minutes to each target ("not reached in N min"), best share, steps."""
+    targets = result["targets"]
+    header = ["recipe", *(f"minutes to IS {100 * target:.0f} % of real" for target in targets),
+              "best IS / real", "steps", "training minutes"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in result["recipes"]:
+        cells = [f"{row['label']} (`{row['preset']}`, batch {row['batch_size']})"]
+        for target in targets:
+            value = row["minutes_to"][str(target)]
+            cells.append(f"{value:.1f}" if value is not None else f"not reached in {result['minutes']:g} min")
+        last = row["curve"][-1]
+        cells += [f"{100 * row['best_is_share']:.0f} %", str(last["steps"]), f"{last['training_minutes']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    speedups = ", ".join(f"{100 * float(target):.0f} %: " + (f"{value:.2f}x" if value else "n/a")
+                         for target, value in result["speedup"].items())
+    return ("\n".join(lines) + f"\n\nScored every {result['interval_minutes']:g} training minutes with "
+            f"`{result['evaluator']}`; speed-up (tutorial minutes / project minutes) {speedups}.\n")

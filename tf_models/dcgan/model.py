@@ -229,6 +229,10 @@ class DCGAN(adversarial.AdversarialModel):
     ```
     """
 
+    # Per real image, one train_step runs the generator once forward and back, and the discriminator
+    # three times (real, fake, fake again for the generator's loss), each backpropagated (tf_models.tools.flops).
+    training_passes = {"generator": (1, 1), "discriminator": (3, 3)}
+
     def __init__(
         self,
         image_size=28,

@@ -148,6 +148,10 @@ class Pix2Pix(adversarial.AdversarialModel):
     ```
     """
 
+    # Per pair, one train_step runs the generator once forward and back, and the discriminator forward on
+    # the real and the enhanced pair, backpropagated once and twice (both tapes; tf_models.tools.flops).
+    training_passes = {"generator": (1, 1), "discriminator": (2, 3)}
+
     def __init__(self, channels=1, generator_filters=64, generator_depth=8, discriminator_filters=64,
                  l1_weight=100.0, norm="instance", dropout_blocks=3, residual=True, full_resolution_filters=0,
                  ema_decay=0.0, **kwargs):

@@ -7,6 +7,14 @@ latency of Keras, the SavedModel, the three TFLite files and the ONNX file, and 
 A last process times the TF tutorial's DCGAN step (`tutorial_dcgan`) next to
 the project's step on the same networks and batch.
 
+Against the machine itself: a first process describes the CPU (model,
+cores, features, thread settings) and measures its peak FLOP/s (a large
+float32 matmul and a large 3x3 convolution, best of N, `machine`); each
+task reports its FLOPs per training and per inference image
+(`tf_models.tools.flops`), the FLOP/s its training step and each inference
+format achieve, and those as a share of the measured peaks. Training is
+also timed under `mixed_bfloat16` next to float32.
+
     python scripts/bench.py            # full: default image sizes
     python scripts/bench.py --quick    # small models, under 5 minutes (CI smoke)
 """
@@ -23,7 +31,7 @@ import tensorflow as tf
 
 from tf_models.dcgan import tutorial as tutorial_dcgan
 from tf_models.core import export, precision, runs
-from tf_models.tools import benchmark
+from tf_models.tools import benchmark, flops, machine
 from tf_models.core import config as config_lib
 from tf_models import registry
 
@@ -44,12 +52,14 @@ class Settings:
     calibration_examples: int = 16
     tutorial_rounds: int = 3
     tutorial_steps: int = 8
+    peak_repeats: int = 5
 
 
 MODES = {
     "full": Settings(),
     "quick": Settings(warmup=1, steps=3, pipeline_batches=8, inference_warmup=1, inference_repeats=2,
-                      parity_examples=8, calibration_examples=4, tutorial_rounds=2, tutorial_steps=3),
+                      parity_examples=8, calibration_examples=4, tutorial_rounds=2, tutorial_steps=3,
+                      peak_repeats=3),
 }
 
 def task_overrides(mode):
@@ -69,13 +79,27 @@ def make_config(task_name, overrides):
     return task, task.resolve(config)
 
 
+# Training variants: key -> (precision policy, jit_compile). The model of the first one is exported.
+TRAINING_VARIANTS = {"no_xla": ("float32", False), "xla": ("float32", True), "mixed_bfloat16": ("mixed_bfloat16", False)}
+
+
+def _build(task, config, data, policy):
+    precision.set_policy(policy)
+    try:
+        return task.build_model(config, data)
+    finally:
+        precision.set_policy("float32")
+
+
 def training_figures(task, config, data, settings):
-    """Median training images/s with and without XLA (a fresh model each), or the error XLA gave."""
-    figures = {}
-    for jit_compile in (False, True):
-        key = "xla" if jit_compile else "no_xla"
+    """Median training images/s per `TRAINING_VARIANTS` (a fresh model each), or the error a variant gave.
+
+    Returns (figures, the float32 model without XLA).
+    """
+    figures, models = {}, {}
+    for key, (policy, jit_compile) in TRAINING_VARIANTS.items():
         runs.set_seed(config.seed)
-        model = task.build_model(config, data)
+        model = models[key] = _build(task, config, data, policy)
         try:
             seconds = benchmark.train_step_seconds(model, data.make_dataset(0), jit_compile, settings.warmup,
                                                    settings.steps)
@@ -83,7 +107,26 @@ def training_figures(task, config, data, settings):
             figures[key] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
             continue
         figures[key] = {"median_step_s": seconds, "images_per_s": config.batch_size / seconds}
-    return figures, model
+    return figures, models["no_xla"]
+
+
+def image_fill(config):
+    """(height, width) of the config's images, for networks whose inputs leave them open."""
+    size = getattr(config, "image_size", None)
+    if isinstance(size, str):
+        return tuple(int(part) for part in size.lower().split("x"))
+    if isinstance(size, int) and size:
+        return (size, size)
+    return tuple(size) if size else None
+
+
+def flop_figures(task, model, config):
+    """FLOPs per training image (what one train_step runs) and per inference image (the inference model)."""
+    fill = image_fill(config)
+    inference_model = task.inference_model(model)
+    count = flops.count_flops(inference_model, flops.input_shapes_of(inference_model, 1, fill))
+    return {"training_per_image": flops.training_flops_per_example(model, fill),
+            "inference_per_image": count.total, "uncounted_layers": count.uncounted}
 
 
 def inference_runners(task, model, paths, formats_report):
@@ -110,7 +153,7 @@ def benchmark_task(task_name, overrides, settings):
                                                     settings.pipeline_batches)
     result = {
         "config": dataclasses.asdict(config), "data_setup_s": setup_seconds, "batch_size": config.batch_size,
-        "image_size": config.image_size, "training": training,
+        "image_size": config.image_size, "training": training, "flops": flop_figures(task, model, config),
         "pipeline": {"images_per_s": pipeline, "ratio_to_training": pipeline / fastest if fastest else None},
     }
     with tempfile.TemporaryDirectory() as scratch:
@@ -127,6 +170,7 @@ def benchmark_task(task_name, overrides, settings):
             for name, run in inference_runners(task, model, paths, report["formats"]).items()
         }
     parity = {name: entry["max_abs_vs_keras"] for name, entry in report["formats"].items()}
+    result["export"] = export_summary(report)
     result.update(inference_batch_size=len(next(iter(inputs.values()))), inference=inference, file_size_bytes=sizes,
                   parity_max_abs_vs_keras=parity, duration_s=time.perf_counter() - started,
                   peak_resident_mb=benchmark.peak_resident_megabytes())
@@ -171,6 +215,25 @@ def benchmark_tutorial(overrides, settings):
     }
 
 
+def machine_figures(repeats):
+    """The CPU, the thread settings and the measured peaks (run first, in its own process)."""
+    return {**machine.describe(), "peak": machine.measure_peak(repeats=repeats)}
+
+
+def _share(achieved, peak):
+    return {"flops_per_s": achieved, "of_conv_peak": achieved / peak["conv3x3_float32"]["flops_per_s"],
+            "of_matmul_peak": achieved / peak["matmul_float32"]["flops_per_s"]}
+
+
+def utilisation(entry, peak):
+    """Achieved FLOP/s of each training variant and inference format, and their shares of the measured peaks."""
+    training = {key: _share(entry["flops"]["training_per_image"] * figures["images_per_s"], peak)
+                for key, figures in entry["training"].items() if "images_per_s" in figures}
+    inference = {name: _share(entry["flops"]["inference_per_image"] * figures["images_per_s"], peak)
+                 for name, figures in entry["inference"].items()}
+    return {"training": training, "inference": inference}
+
+
 def _child(job):
     function, arguments = job
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -203,9 +266,12 @@ def run(mode="full", tasks=None, overrides=None, settings=None, tutorial=True, i
     results = {"mode": mode, "settings": dataclasses.asdict(settings), "tensorflow": tf.__version__,
                "keras": keras.__version__, "cpu_count": len(os.sched_getaffinity(0)),
                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "tasks": {}}
+    print("bench: CPU and peak FLOP/s ...", flush=True)
+    results["machine"] = call(machine_figures, settings.peak_repeats)
     for name in tasks:
         print(f"bench: {name} ...", flush=True)
-        results["tasks"][name] = call(benchmark_task, name, overrides[name], settings)
+        entry = results["tasks"][name] = call(benchmark_task, name, overrides[name], settings)
+        entry["utilisation"] = utilisation(entry, results["machine"]["peak"])
         results["duration_s"] = time.perf_counter() - started
         if progress:
             progress(results)
@@ -244,6 +310,10 @@ def markdown(results):
                 f"| {name} | {format_name} | {_number(figures['images_per_s'])} | "
                 f"{_number(figures['batch1_latency_ms'], 2)} | "
                 f"{_number(entry['file_size_bytes'][format_name] / 1024, 0)} | {difference} |")
+    lines += ["", "Batch-1 latency per TFLite format (x float TFLite); the fastest format whose task metric drops "
+              "at most 0.5 points in the export's own scoring:", "", *quantization_markdown(results)]
+    if "machine" in results:
+        lines += ["", *utilisation_markdown(results)]
     if "tutorial_dcgan" in results:
         tutorial = results["tutorial_dcgan"]
         lines += ["", f"TF tutorial DCGAN, batch {tutorial['batch_size']}:", "",
@@ -252,6 +322,62 @@ def markdown(results):
             lines.append(f"| {name} | {_number(figures['images_per_s'])} | "
                          f"{tutorial['ratio_to_reference'][name]:.2f}x |")
     return "\n".join(lines) + "\n"
+
+
+def export_summary(report):
+    """Of an export report: per TFLite format its ops, score and drop, and the fastest format within tolerance."""
+    keys = ("batch1_latency_ms", "score", "score_drop", "ops")
+    formats = {name: {key: entry[key] for key in keys if key in entry}
+               for name, entry in report["formats"].items() if name != "savedmodel"}
+    return {"keras_score": report.get("keras_score"), "formats": formats,
+            "fastest_within_tolerance": report["fastest_within_tolerance"]}
+
+
+def quantization_markdown(results):
+    """Per task: batch-1 latency of each TFLite format against float TFLite, and the fastest within tolerance."""
+    names = [name for name in export.FORMATS if name != "savedmodel"]
+    lines = ["| task | " + " | ".join(f"{name} ms (x float)" for name in names) + " | fastest within 0.5 points |",
+             "|" + "---|" * (len(names) + 2)]
+    for task_name, entry in results["tasks"].items():
+        inference = entry["inference"]
+        float_ms = inference["tflite"]["batch1_latency_ms"]
+        cells = [f"{inference[name]['batch1_latency_ms']:.2f} ({inference[name]['batch1_latency_ms'] / float_ms:.2f}x)"
+                 for name in names]
+        fastest = entry["export"]["fastest_within_tolerance"]
+        cells.append((fastest or {}).get("format") or "none scored")
+        lines.append(f"| {task_name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _percent(share):
+    return f"{100 * share:.1f} %"
+
+
+def utilisation_markdown(results):
+    """The CPU, its measured peaks, and per task the FLOPs, achieved FLOP/s and share of the peaks (lines)."""
+    described, peak = results["machine"], results["machine"]["peak"]
+    peaks = ", ".join(f"{name.replace('_', ' ')} {figures['flops_per_s'] / 1e9:,.1f} GFLOP/s"
+                      for name, figures in peak.items())
+    threads = described["threads"]
+    lines = [f"{described['cpu_model']}, {described['cores']} cores, features {' '.join(described['features'])}; "
+             f"intra-op threads {threads['intra_op_threads']}, inter-op {threads['inter_op_threads']} "
+             f"(0: TensorFlow's choice). Measured peak (best of {results['settings']['peak_repeats']}): {peaks}.",
+             "", "| task | train MFLOP/img | infer MFLOP/img | train GFLOP/s | of conv peak | of matmul peak | "
+             "bf16 img/s | bf16 / f32 | infer GFLOP/s (Keras, batch) | infer of conv peak |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in results["tasks"].items():
+        counts, shares = entry["flops"], entry["utilisation"]
+        training = shares["training"].get("no_xla", {})
+        inference = shares["inference"].get("keras", {})
+        bfloat16 = entry["training"].get("mixed_bfloat16", {}).get("images_per_s")
+        float32 = entry["training"]["no_xla"].get("images_per_s")
+        ratio = f"{bfloat16 / float32:.2f}x" if bfloat16 and float32 else "n/a"
+        lines.append(
+            f"| {name} | {_number(counts['training_per_image'] / 1e6)} | {_number(counts['inference_per_image'] / 1e6)}"
+            f" | {_number(training.get('flops_per_s', 0) / 1e9)} | {_percent(training.get('of_conv_peak', 0))} | "
+            f"{_percent(training.get('of_matmul_peak', 0))} | {_number(bfloat16)} | {ratio} | "
+            f"{_number(inference.get('flops_per_s', 0) / 1e9)} | {_percent(inference.get('of_conv_peak', 0))} |")
+    return lines
 
 
 def write(results, stem):
