@@ -12,6 +12,7 @@ from tf_models import metrics
 from tf_models.pix2pix import model as pix2pix
 from tf_models.core import config as config_lib
 from tf_models.core import runner
+from tf_models.pix2pix import inference as pix2pix_inference
 from tf_models.pix2pix import task as pix2pix_task
 from tests.conftest import REPO_ROOT, shared_dataset
 
@@ -110,7 +111,7 @@ def test_tiled_enhancement_equals_whole_image_for_a_local_model():
     inputs = keras.Input((None, None, 1))
     local = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same", kernel_initializer="ones")(inputs) / 9.0)
     image = tf.random.uniform((100, 75, 1), -1, 1, seed=3)
-    tiled = pix2pix.enhance_tiled(local, image, tile=32, overlap=6)
+    tiled = pix2pix_inference.enhance_tiled(local, image, tile=32, overlap=6)
     whole = local(tf.pad(image, [[0, 0], [0, 0], [0, 0]])[None])[0]
     np.testing.assert_allclose(tiled.numpy()[2:-2, 2:-2], whole.numpy()[2:-2, 2:-2], atol=1e-5)
     assert tiled.shape == image.shape
@@ -121,7 +122,7 @@ def test_enhancer_tiles_at_its_training_size_unless_asked_for_the_whole_image():
     def signature(image):
         return {"enhanced": image - tf.reduce_mean(image, axis=[1, 2, 3], keepdims=True) + 0.5}
 
-    enhancer = pix2pix_task.Enhancer(signature, size_multiple=8, tile_size=32)
+    enhancer = pix2pix_inference.Enhancer(signature, size_multiple=8, tile_size=32)
     image = np.zeros((64, 64, 1), np.float32)
     image[:, 32:] = 0.8
     whole = enhancer.enhance(image, tile=0)
@@ -133,9 +134,9 @@ def test_enhancer_tiles_at_its_training_size_unless_asked_for_the_whole_image():
 
 def test_tiling_arguments_are_checked():
     with pytest.raises(ValueError, match="multiple of 8"):
-        pix2pix.enhance_tiled(None, tf.zeros((40, 40, 1)), tile=30, overlap=4, size_multiple=8)
+        pix2pix_inference.enhance_tiled(None, tf.zeros((40, 40, 1)), tile=30, overlap=4, size_multiple=8)
     with pytest.raises(ValueError, match="overlap"):
-        pix2pix.enhance_tiled(None, tf.zeros((40, 40, 1)), tile=32, overlap=20)
+        pix2pix_inference.enhance_tiled(None, tf.zeros((40, 40, 1)), tile=32, overlap=20)
 
 
 def test_train_export_evaluate_and_enhance_a_sixteen_bit_file(tmp_path):
@@ -157,7 +158,7 @@ def test_train_export_evaluate_and_enhance_a_sixteen_bit_file(tmp_path):
     )
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     metrics_json = (result.paths.log_dir / "evaluation" / "metrics.json").read_text()
-    assert "baseline_breast_psnr" in metrics_json and "model_whole_ssim" in metrics_json
+    assert "input_breast_psnr" in metrics_json and "model_whole_ssim" in metrics_json
     assert json.loads(metrics_json)["tile"] == 32, "evaluation tiles at the training crop size"
 
     scan = np.random.default_rng(0).integers(0, 65535, size=(45, 70), dtype=np.uint16)
