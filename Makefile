@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast app bench bench-quick clean-runs help
+.PHONY: install demo test test-fast app bench bench-quick report clean-runs help
 
 help:
 	@echo "make demo   - install, then train the DCGAN on the bundled digits (a few minutes)"
 	@echo "make test   - install, then run the test suite"
 	@echo "make app    - install, then start the Streamlit app on the trained runs"
-	@echo "make bench  - install, then benchmark every task (logs/bench/<date>.json and .md; bench-quick: < 5 min)"
+	@echo "make bench  - install, then benchmark every task (logs/bench/<date>.json and .md; bench-quick: small models)"
+	@echo "make report - write docs/results.md (and the bench part of docs/benchmarks.md) from the runs under logs/"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +33,9 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python scripts/bench.py --quick $(ARGS)
+
+report: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python scripts/report.py $(ARGS)
 
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q $(ARGS)

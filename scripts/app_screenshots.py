@@ -1,8 +1,8 @@
-"""Screenshots of every app page, driven in headless Chromium (the README's pictures).
+"""Screenshots of every app page from trained runs, driven in headless Chromium (for docs/app/).
 
 Examples:
   python scripts/app_screenshots.py --output docs/app/                       # runs in saved_models/
-  python scripts/app_screenshots.py --train-tiny /tmp/app-runs --output docs/app/
+  python scripts/app_screenshots.py --train-tiny /tmp/app-runs --output /tmp/shots/    # pages only, untrained
 
 Starts `streamlit run scripts/app.py` on a free localhost port, opens each
 page, uploads a real image from ../shared/datasets (mammogram, car, chest

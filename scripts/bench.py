@@ -25,7 +25,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small models and few steps (CI smoke, < 5 minutes)")
-    parser.add_argument("--tasks", default=",".join(registry.TASKS), help="comma-separated task names")
+    parser.add_argument("--tasks", default=",".join(registry.names()), help="comma-separated task names")
     parser.add_argument("--set", action="append", default=[], metavar="TASK.FIELD=VALUE", help="config override")
     parser.add_argument("--no-tutorial", dest="tutorial", action="store_false",
                         help="skip the TF tutorial DCGAN comparison")

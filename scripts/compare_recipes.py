@@ -4,9 +4,9 @@ Examples:
   python scripts/compare_recipes.py --data ../shared/datasets/mnist --evaluator mnist28 --minutes 10
   python scripts/compare_recipes.py --data digits --evaluator digits28 --minutes 1 --name digits-1min
 
-(a) project: DCGAN preset `mnist` (the default DCGAN networks, Adam(2e-4, 0.5),
-batch 64). (b) tutorial: preset `tutorial_step`, the tutorial's networks
-trained by its own step (tf_models.tutorial_dcgan.make_train_step, Adam(1e-4),
+(a) project: DCGAN preset `mnist` (the DCGAN networks with a 32-filter
+discriminator, Adam(4e-4, 0.5), batch 32). (b) tutorial: preset `tutorial_step`, the tutorial's networks
+trained by its own step (tf_models.dcgan.tutorial.make_train_step, Adam(1e-4),
 batch 256). Both read the same pipeline (pipelines/gan.py) and run through the
 same runner with --time-budget-minutes, as runs <name>-project and
 <name>-tutorial; running the command again trains each only for what is left

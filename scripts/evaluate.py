@@ -12,31 +12,30 @@ Examples:
 
 import argparse
 import importlib
+import pathlib
 import sys
 
-from tf_models.core import runner
-
-TASKS = {
-    "gan": "tf_models.dcgan.evaluation",
-    "gan-reference": "tf_models.dcgan.reference",
-    "pix2pix": "tf_models.pix2pix.evaluation",
-    "unet": "tf_models.unet.evaluation",
-    "pneumonia": "tf_models.pneumonia.evaluation",
-}
-
+from tf_models import registry
+from tf_models.core import provenance, runner
 
 def main(argv=None):
+    evaluations = registry.evaluations()
     first = argparse.ArgumentParser(add_help=False)
-    first.add_argument("--task", choices=sorted(TASKS))
+    first.add_argument("--task", choices=sorted(evaluations))
     known, _ = first.parse_known_args(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=sorted(TASKS), required=True)
-    module = importlib.import_module(TASKS[known.task]) if known.task else None
+    parser.add_argument("--task", choices=sorted(evaluations), required=True)
+    module = importlib.import_module(evaluations[known.task]) if known.task else None
     if module is not None:
         module.add_arguments(parser)
     args = parser.parse_args(argv)
-    runner.print_written(module.evaluate(args))
+    written = module.evaluate(args)
+    command = provenance.command_line(None if argv is None else [sys.argv[0], *argv])
+    for path in written:
+        if pathlib.Path(path).name == "metrics.json":
+            provenance.record(pathlib.Path(path).parent, command)
+    runner.print_written(written)
     return 0
 
 

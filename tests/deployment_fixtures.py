@@ -35,16 +35,14 @@ def write_segmentation_pairs(root, count=8, size=(32, 48)):
 
 
 def tiny_overrides(root):
-    """{task: config overrides} of tiny models on data generated under `root`."""
+    """{task: config overrides}: each task's `tiny` preset on data generated under `root`."""
     root = pathlib.Path(root)
-    return {
-        "dcgan": dict(data="digits", batch_size=16, generator_filters=8, discriminator_filters=8, latent_dim=16),
-        "pix2pix": dict(data=str(write_clean_images(root / "clean")), degrade="noise:0.05", image_size=32,
-                        batch_size=4, generator_filters=4, generator_depth=3, discriminator_filters=4,
-                        test_fraction=0.25, sample_count=2),
-        "unet": dict(data=str(write_segmentation_pairs(root / "pairs")), image_size="32x48", depth=2,
-                     base_filters=4, batch_size=4, validation_fraction=0.25, overlay_count=2),
-        "pneumonia": dict(data=str(write_kermany(root / "xray", per_class=8, size=40)), preset="tiny",
-                          image_size=32, batch_size=8, validation_fraction=0.25),
-        "tutorial": dict(data="digits", batch_size=16),
+    data = {
+        "dcgan": "digits",
+        "pix2pix": str(write_clean_images(root / "clean")),
+        "unet": str(write_segmentation_pairs(root / "pairs")),
+        "pneumonia": str(write_kermany(root / "xray", per_class=8, size=40)),
     }
+    overrides = {name: dict(preset="tiny", data=value) for name, value in data.items()}
+    overrides["tutorial"] = dict(data="digits", batch_size=16)
+    return overrides

@@ -1,4 +1,4 @@
-"""The bad-input catalogue entries that no other test module covers (README, "Troubleshooting: bad input").
+"""The bad-input catalogue entries that no other test module covers (docs/reliability.md, "Bad input").
 
 Each case either refuses with a `ValueError` naming the file or value, or
 converts / skips with a count; none may fail in the middle of an epoch.

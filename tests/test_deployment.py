@@ -24,17 +24,16 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("deployment")
     overrides = tiny_overrides(root)
     results = {}
-    for name in registry.TASKS:
+    for name in registry.names():
         task, config = bench.make_config(name, overrides[name])
-        task.build_data(config)
-        model = task.build_model(config)
+        model = task.build_model(config, task.build_data(config))
         paths = runs.RunPaths(name, "tiny", root / "logs", root / "models").make_dirs()
         written, report = export.export_task(task, model, config, paths, export.FORMATS, None, 8, 4)
         results[name] = dict(task=task, model=model, config=config, paths=paths, written=written, report=report)
     return results
 
 
-@pytest.mark.parametrize("name", sorted(registry.TASKS))
+@pytest.mark.parametrize("name", sorted(registry.names()))
 def test_every_format_loads_back_and_agrees_with_keras(exported, name):
     entry = exported[name]
     task, paths, report = entry["task"], entry["paths"], entry["report"]
@@ -86,7 +85,7 @@ def test_saved_model_cli_lists_the_uint8_signature(exported, name):
     assert "inputs['images']" in output and "DT_UINT8" in output
 
 
-@pytest.mark.parametrize("name", sorted(registry.TASKS))
+@pytest.mark.parametrize("name", sorted(registry.names()))
 def test_request_body_runs_through_the_loaded_saved_model(exported, name, tmp_path):
     serving_dir = exported[name]["paths"].serving_dir / "1"
     specs = export.signature_inputs(serving_dir)

@@ -18,12 +18,14 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     generator = dcgan.build_generator(28, 1, latent_dim=16, filters=8)
     paths = runs.RunPaths("dcgan", "tiny", root / "logs", root / "models").make_dirs()
-    written = dcgan_task.export_generator(generator, paths)
-    return generator, paths, written
+    latent = np.random.default_rng(0).normal(size=(8, 16)).astype(np.float32)
+    written, report = export.export_formats(generator, dcgan_task.serving_endpoints(generator), paths.model_dir,
+                                            ("savedmodel", "tflite"), {"latent": latent})
+    return generator, paths, written, report
 
 
 def test_saved_model_matches_keras_and_takes_latent_vectors(exported):
-    generator, paths, _ = exported
+    generator, paths, _, _ = exported
     version_dir = paths.serving_dir / "1"
     loaded = tf.saved_model.load(str(version_dir))
     signature = loaded.signatures["serving_default"]
@@ -38,7 +40,7 @@ def test_saved_model_matches_keras_and_takes_latent_vectors(exported):
 
 
 def test_saved_model_cli_lists_the_signature(exported):
-    _, paths, _ = exported
+    _, paths, _, _ = exported
     cli = shutil.which("saved_model_cli", path=str(REPO_ROOT / ".venv" / "bin")) or shutil.which("saved_model_cli")
     if cli is None:
         pytest.fail("saved_model_cli is not installed; it comes with tensorflow")
@@ -50,23 +52,22 @@ def test_saved_model_cli_lists_the_signature(exported):
 
 
 def test_tflite_parity_within_one_grey_level(exported):
-    _, paths, written = exported
+    _, paths, written, report = exported
     assert paths.tflite_file in written
     latent = np.random.default_rng(2).normal(size=(4, 16)).astype(np.float32)
     reference = export.run_saved_model(paths.serving_dir / "1", {"latent": latent})
     lite = export.run_tflite(paths.tflite_file, {"latent": latent})
     assert export.max_abs_difference(reference, lite)["images"] <= 1.0
-    report = (paths.model_dir / "export.json").read_text()
-    assert "tflite_vs_keras_max_abs" in report
+    assert report["formats"]["tflite"]["max_abs_vs_keras"]["images"] <= 1.0
 
 
 def test_export_versions_increment(exported):
-    generator, paths, _ = exported
+    generator, paths, _, _ = exported
     assert export.next_version(paths.serving_dir) == 2
 
 
 def test_generate_script_from_saved_model(exported, tmp_path):
-    _, paths, _ = exported
+    _, paths, _, _ = exported
     output = tmp_path / "grid.png"
     subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "generate.py"), "--model", str(paths.serving_dir / "1"),

@@ -9,9 +9,11 @@ from tf_models.dcgan import model as dcgan
 from tf_models.pix2pix import model as pix2pix
 from tf_models.pneumonia import model as pneumonia
 from tf_models.unet import model as unet
+from tf_models.core import export
 from tf_models.core import precision, runs
 from tf_models.pix2pix import task as pix2pix_task
 from tf_models.pneumonia import task as pneumonia_task
+from tests.model_checks import assert_policy_dtypes
 
 POLICIES = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 BATCH = 4
@@ -87,10 +89,8 @@ def snapshot(network):
 def test_dtypes_and_one_finite_training_step(name, policy):
     precision.set_policy(policy)
     model, data = MODELS[name]()
-    compute_dtypes = {layer.compute_dtype for network in networks(model) for layer in network.layers
-                      if isinstance(layer, keras.layers.Conv2D)}
-    assert POLICIES[policy] in compute_dtypes
-    assert {weight.dtype for network in networks(model) for weight in network.weights} == {"float32"}
+    for network in networks(model):
+        assert_policy_dtypes(network, POLICIES[policy])
     assert final_output(model, data).dtype == tf.float32
     if policy == "mixed_float16":
         assert all(isinstance(optimizer, keras.optimizers.LossScaleOptimizer) for optimizer in optimizers(model))
@@ -112,7 +112,9 @@ def test_a_mixed_float16_model_exports_float32_at_the_boundary(tmp_path):
     model, data = build_pix2pix()
     tf.function(model.train_step)(data)
     paths = runs.RunPaths("pix2pix", "mixed", tmp_path / "logs", tmp_path / "models")
-    serving_dir = pix2pix_task.export_enhancer(model.generator, paths, image_size=16, depth=3, tflite=False)[0]
+    images = np.zeros((1, 16, 16, 1), np.uint8)
+    serving_dir = export.export_formats(model.generator, pix2pix_task.serving_endpoints(model.generator),
+                                        paths.model_dir, ("savedmodel",), {"image": images})[0][0]
     signature = tf.saved_model.load(str(serving_dir)).signatures["enhance_float"]
     (inputs,) = signature.structured_input_signature[1].values()
     assert inputs.dtype == tf.float32

@@ -38,7 +38,7 @@ def checkpoint_weights(tmp_path, run_name, checkpoint_path):
     """Weights stored in a checkpoint, read into a freshly built model."""
     task = dcgan_task.DCGANTask()
     config = task.resolve(tiny_config(tmp_path, run_name=run_name))
-    model = task.build_model(config)
+    model = task.build_model(config, None)
     keeper = checkpoints.CheckpointKeeper(tmp_path / "scratch", model=model, **task.checkpoint_items(model))
     keeper.checkpoint.restore(str(checkpoint_path)).assert_existing_objects_matched()
     return generator_weights(model), keeper.state.as_dict()
@@ -102,7 +102,7 @@ def test_resume_after_sigkill(tmp_path):
     assert tf.train.latest_checkpoint(str(run_dir)).endswith(f"ckpt-{final_step}")
 
     task = dcgan_task.DCGANTask()
-    model = task.build_model(task.resolve(tiny_config(tmp_path, run_name="killed")))
+    model = task.build_model(task.resolve(tiny_config(tmp_path, run_name="killed")), None)
     keeper = checkpoints.CheckpointKeeper(run_dir, model=model, **task.checkpoint_items(model))
     keeper.checkpoint.restore(latest)
     for expected, actual in zip(saved_weights, generator_weights(model)):
@@ -125,7 +125,7 @@ def test_corrupted_latest_checkpoint_falls_back(tmp_path, caplog):
     directory = tmp_path / "models" / "dcgan" / "c" / "checkpoints"
     for data_file in directory.glob("ckpt-12.data-*"):
         data_file.write_bytes(b"garbage")
-    model = task.build_model(task.resolve(tiny_config(tmp_path, run_name="c")))
+    model = task.build_model(task.resolve(tiny_config(tmp_path, run_name="c")), None)
     keeper = checkpoints.CheckpointKeeper(directory, model=model, **task.checkpoint_items(model))
     assert keeper.restore().endswith("ckpt-9")
     assert keeper.state.as_dict()["step"] == 9
@@ -199,7 +199,7 @@ def test_an_interrupt_after_a_step_keeps_the_clock_at_the_checkpoints_step(tmp_p
     """The step counter has moved but the clock's batch-end has not run: the clock follows the checkpoint."""
     task = dcgan_task.DCGANTask()
     config = task.resolve(tiny_config(tmp_path, run_name="interrupted"))
-    model = task.build_model(config)
+    model = task.build_model(config, None)
     keeper = checkpoints.CheckpointKeeper(tmp_path / "checkpoints", model=model, **task.checkpoint_items(model))
     clock = callbacks_lib.TrainingClock(tmp_path / "training_time.json")
     with pytest.raises(KeyboardInterrupt):

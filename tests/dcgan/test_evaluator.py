@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines import classification
+from tests.model_checks import assert_config_round_trip
 from tests.conftest import REPO_ROOT
 from tf_models.dcgan import evaluator
 
@@ -42,9 +43,7 @@ def test_invalid_arguments():
 
 def test_config_round_trip_and_keras_file(tmp_path):
     classifier = evaluator.build_evaluator(16, 3, num_classes=4, filters=4, feature_dim=8)
-    clone = keras.Model.from_config(classifier.get_config())
-    assert clone.get_config() == classifier.get_config()
-    assert clone.count_params() == classifier.count_params()
+    assert_config_round_trip(classifier)
     classifier.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     images = np.random.default_rng(0).uniform(-1, 1, size=(2, 16, 16, 3)).astype("float32")

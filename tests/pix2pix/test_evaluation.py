@@ -36,9 +36,9 @@ def blind_run(tmp_path_factory):
         discriminator_filters=4, run_name="blind", test_fraction=0.25, logs_root=str(root / "logs"),
         models_root=str(root / "models"), export=False,
     )
-    result = runner.train(pix2pix_task.Pix2PixTask(), config, verbose=0)
-    pix2pix_task.export_enhancer(result.model.sampling_generator, result.paths, config.image_size,
-                                 config.generator_depth, tflite=False)
+    task = pix2pix_task.Pix2PixTask()
+    result = runner.train(task, config, verbose=0)
+    runner.export_run(task, result.model, config, result.paths, formats=("savedmodel",), examples=2)
     return root, result.paths, config
 
 

@@ -13,6 +13,7 @@ from tf_models.pix2pix import model as pix2pix
 from tf_models.core import config as config_lib
 from tf_models.core import runner
 from tf_models.pix2pix import task as pix2pix_task
+from tests.model_checks import assert_config_round_trip
 from tests.conftest import REPO_ROOT, shared_dataset
 
 
@@ -31,8 +32,7 @@ def test_shapes_range_and_config_round_trip(residual, full_resolution_filters, e
     enhanced = model.generator(images)
     assert enhanced.shape == (2, 32, 40, 1) and float(tf.reduce_max(tf.abs(enhanced))) <= 1.0
     assert model.discriminator([images, enhanced]).shape == (2, 4, 5, 1)
-    clone = pix2pix.Pix2Pix.from_config(model.get_config())
-    assert clone.get_config() == model.get_config()
+    assert_config_round_trip(model, pix2pix.Pix2Pix)
 
 
 def test_full_resolution_filters_add_convolutions_at_the_input_resolution():
@@ -113,8 +113,9 @@ def test_train_export_evaluate_and_enhance_a_sixteen_bit_file(tmp_path):
         discriminator_filters=4, run_name="tiny", test_fraction=0.05, **roots,
     )
     result = runner.train(pix2pix_task.Pix2PixTask(), config, verbose=0)
-    export_report = (result.paths.model_dir / "export.json").read_text()
-    assert '"tflite_vs_keras_max_abs": 0.0' in export_report or "tflite_vs_keras_max_abs" in export_report
+    export_report = json.loads((result.paths.model_dir / "export_formats.json").read_text())
+    assert export_report["formats"]["tflite"]["max_abs_vs_keras"]["enhanced"] <= 1.0
+    assert export_report["tile_size"] == 32
     assert (result.paths.samples_dir / "epoch_0001.png").is_file()
 
     evaluated = subprocess.run(

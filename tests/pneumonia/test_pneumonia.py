@@ -15,7 +15,9 @@ from sklearn import metrics as sklearn_metrics
 
 from pipelines import classification
 from tests.conftest import REPO_ROOT, shared_dataset
+from tests.model_checks import assert_config_round_trip
 from tf_models.pneumonia import model as pneumonia
+from tf_models.core import export as export_lib
 from tf_models.core import runner, runs
 from tf_models.pneumonia import task as pneumonia_task
 
@@ -122,6 +124,14 @@ def tiny_model(image_size=32):
     return pneumonia_task.compile_model(model, 1e-2)
 
 
+@pytest.mark.parametrize("normalization", ["per_image", "equalize", "rescale"])
+def test_config_round_trip_of_the_cnn_and_the_ensemble(normalization):
+    members = [pneumonia.build_pneumonia_cnn(32, filters=4, blocks=2, dense_units=8, normalization=normalization,
+                                             name=f"member_{index}") for index in range(2)]
+    assert_config_round_trip(members[0])
+    assert_config_round_trip(pneumonia.build_ensemble(members))
+
+
 def zoomed_square_aspects(aspect_zoom):
     """Height / width of a centred white square after 16 seeded zoom-only augmentations."""
     image = np.zeros((1, 64, 64, 1), np.float32)
@@ -186,12 +196,11 @@ def test_few_step_fit_lowers_loss_on_real_images():
 def test_export_round_trip(tmp_path):
     model = tiny_model()
     paths = runs.RunPaths("pneumonia", "export", tmp_path / "logs", tmp_path / "models").make_dirs()
-    pneumonia_task.store_threshold(paths, 0.3, "youden", "test fixture")
-    written = pneumonia_task.export_classifier(model, paths)
-    report = runs.json.loads((paths.model_dir / "export.json").read_text())
-    assert report["threshold"] == 0.3
-    assert report["saved_model_vs_keras_max_abs"] < 1e-5 and report["tflite_vs_keras_max_abs"] < 1e-5
     images = np.random.default_rng(2).integers(0, 256, size=(3, 32, 32, 1), dtype=np.uint8)
+    written, report = export_lib.export_formats(model, pneumonia_task.serving_endpoints(model, 0.3), paths.model_dir,
+                                                ("savedmodel", "tflite"), {"images": images})
+    for format_name in ("savedmodel", "tflite"):
+        assert report["formats"][format_name]["max_abs_vs_keras"]["probability"] < 1e-5
     loaded = tf.saved_model.load(str(written[0]))
     outputs = loaded.signatures["serving_default"](images=tf.constant(images))
     expected = tf.sigmoid(model(images.astype(np.float32)))[:, 0].numpy()
@@ -319,8 +328,9 @@ def test_ensemble_run_chooses_its_threshold_exports_and_loads(tmp_path):
     pneumonia_task.build_ensemble_run(["first", "second"], "both", **roots)
     paths = runs.RunPaths("pneumonia", "both", **roots)
     assert pneumonia_task.load_threshold(paths.model_dir)["chosen_on"] == "validation split carved from train/"
-    report = runs.json.loads((paths.model_dir / "export.json").read_text())
-    assert report["saved_model_vs_keras_max_abs"] < 1e-5 and report["tflite_vs_keras_max_abs"] < 1e-5
+    report = runs.json.loads((paths.model_dir / "export_formats.json").read_text())
+    for format_name in ("savedmodel", "tflite"):
+        assert report["formats"][format_name]["max_abs_vs_keras"]["probability"] < 1e-5
     assert runs.json.loads((paths.log_dir / "training_time.json").read_text())["seconds"] == 120.0
     model, config, _ = runner.load_run(pneumonia_task.PneumoniaTask(), pneumonia_task.PneumoniaConfig, "both", **roots)
     assert len(pneumonia.ensemble_members(model)) == 2 and config.image_size == 32

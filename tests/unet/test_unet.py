@@ -5,6 +5,7 @@ import pytest
 from pipelines import segmentation
 from tf_models.unet import model as unet
 from tf_models.core import checkpoints, loop
+from tests.model_checks import assert_config_round_trip
 from tests.conftest import shared_dataset
 
 
@@ -62,8 +63,7 @@ def test_mixed_precision_keeps_float32_logits_and_variables():
 
 def test_model_config_round_trip_and_keras_file(tmp_path):
     model = tiny_unet(dropout=0.2, batch_norm=False)
-    clone = keras.Model.from_config(model.get_config())
-    assert clone.get_config() == model.get_config()
+    assert_config_round_trip(model)
     model.compile(
         keras.optimizers.Adam(1e-3), loss=unet.bce_dice_loss, metrics=[unet.DiceCoefficient(), unet.IoU()]
     )

@@ -66,8 +66,9 @@ def test_saved_model_takes_uint8_images_and_matches_keras(trained):
     assert served["mask"].dtype == np.uint8 and set(np.unique(served["mask"])) <= {0, 255}
     decided = np.abs(expected - 0.5) > 1e-4
     np.testing.assert_array_equal(served["mask"][decided], np.where(expected >= 0.5, 255, 0)[decided])
-    report = json.loads((root / "models" / "unet" / RUN / "export.json").read_text())
-    assert report["tflite_vs_keras_max_abs"] < 1e-4 and report["tflite_mask_disagreement"] < 1e-3
+    report = json.loads((root / "models" / "unet" / RUN / "export_formats.json").read_text())
+    lite = report["formats"]["tflite"]
+    assert lite["max_abs_vs_keras"]["mask_probability"] < 1e-4 and abs(lite["score_drop"]["dice"]) < 1e-3
     cli = pathlib.Path(sys.executable).parent / "saved_model_cli"
     shown = subprocess.run([str(cli), "show", "--dir", str(serving_dir), "--tag_set", "serve",
                             "--signature_def", "serving_default"], capture_output=True, text=True, timeout=120)

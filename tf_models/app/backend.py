@@ -16,6 +16,7 @@ import pathlib
 import numpy as np
 
 from tf_models.core import images as image_helpers
+from tf_models import registry
 from tf_models.core import runs
 
 MODELS_ROOT_VARIABLE = "TF_MODELS_ROOT"
@@ -24,17 +25,6 @@ MAX_UPLOAD_BYTES = 25 * 2**20
 MAX_PIXELS = 40_000_000
 MIN_SIDE = 8
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "pgm", "bmp", "gif", "tif", "tiff")
-
-TRAIN_COMMANDS = {
-    "dcgan": "python scripts/train_dcgan.py --preset demo --run-name demo",
-    "pix2pix": "python scripts/train_pix2pix.py --data ../shared/datasets/mammography --degrade noise:0.05 "
-               "--preset cpu --run-name mias-noise",
-    "unet": "python scripts/train_unet.py --data ../shared/datasets/carvana_hr --preset carvana --run-name carvana",
-    "pneumonia": "python scripts/train_pneumonia.py --data ../shared/datasets/chest_xray --preset default "
-                 "--run-name xray",
-}
-SAMPLE_FOLDERS = {"pix2pix": "mammography", "unet": "carvana_hr/train", "pneumonia": "chest_xray/test/PNEUMONIA"}
-
 
 def models_root():
     return pathlib.Path(os.environ.get(MODELS_ROOT_VARIABLE) or "saved_models")
@@ -58,10 +48,14 @@ def latest_saved_model(model_dir):
 def model_artifact(task, model_dir):
     """The file or folder the app loads for a run of `task`, or None while the run has none."""
     model_dir = pathlib.Path(model_dir)
-    if task == "pix2pix":
-        return latest_saved_model(model_dir)
-    names = ("best.keras", "model.keras") if task == "unet" else ("model.keras",)
-    return next((model_dir / name for name in names if (model_dir / name).is_file()), None)
+    for name in registry.get(task).app.artifacts:
+        if name == "serving/":
+            found = latest_saved_model(model_dir)
+        else:
+            found = model_dir / name if (model_dir / name).is_file() else None
+        if found is not None:
+            return found
+    return None
 
 
 def list_runs(task, root=None):
@@ -87,7 +81,7 @@ def _valid_run_name(name):
 
 def missing_run_message(task, root=None):
     root = pathlib.Path(root or models_root())
-    return (f"No trained {task} run under {root / task}/. Train one with:\n\n    {TRAIN_COMMANDS[task]}\n\n"
+    return (f"No trained {task} run under {root / task}/. Train one with:\n\n    {registry.get(task).app.train_command}\n\n"
             f"(or point {MODELS_ROOT_VARIABLE} at another saved_models folder).")
 
 
@@ -95,10 +89,7 @@ def load_keras(path):
     """A `.keras` file loaded with safe mode (no arbitrary Python code), the task classes registered."""
     import keras
 
-    from tf_models.dcgan import model as dcgan  # noqa: F401 - registers the custom classes
-    from tf_models.pix2pix import model as pix2pix  # noqa: F401
-    from tf_models.unet import model as unet  # noqa: F401
-
+    registry.import_models()
     return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 
@@ -192,8 +183,9 @@ def read_upload(data, name, channels, max_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX
 
 def list_samples(task, count=6, root=None):
     """A few real images from the shared datasets for a task's sample picker ([] when absent)."""
-    folder = pathlib.Path(root or samples_root()) / SAMPLE_FOLDERS[task]
-    if not folder.is_dir():
+    samples = registry.get(task).app.samples
+    folder = pathlib.Path(root or samples_root()) / samples
+    if not samples or not folder.is_dir():
         return []
     from pipelines import images
 

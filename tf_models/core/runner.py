@@ -1,26 +1,8 @@
 """One runner for every task: run folder, precision, strategy, checkpoints, loop, export.
 
-A task is an object with:
-
-- `name`: the folder name under `logs/` and `saved_models/`;
-- `resolve(config)`: the config with values that depend on the data filled in;
-- `build_data(config)`: an object with `make_dataset(epoch)`, `num_examples`
-  and optionally `validation_dataset`;
-- `build_model(config)`: the compiled model (built under the strategy scope);
-- `checkpoint_items(model)`: `{name: trackable}` saved besides the model;
-- `learning_rates(model, config)`: `[(optimizer, rate)]`, re-applied after a
-  restore so that a resumed run uses the learning rates it is given;
-- `callbacks(model, paths, config)`: task-specific Keras callbacks;
-- `export(model, paths, config)`: writes deployment artifacts, returns their paths.
-
-and, for `scripts/export.py` and `scripts/bench.py` (any format, parity and the
-task metric before and after quantization, through `export.export_task`):
-
-- `inference_model(model)`: the network the artifacts serve (a GAN's generator);
-- `serving_endpoints(model, paths)`: `{name: (function, input_signature)}`;
-- `deployment_examples(model, config, split, count)`: `(inputs, targets)`, real
-  examples of `split` ("train" or "validation") in the signature's raw form;
-- `deployment_score(outputs, targets)`: the task metric of served outputs (a dict).
+A task is a `Task` subclass (below): every method the runner, the export and
+the bench call is declared there once, with what it receives and returns.
+Tasks are listed in `tf_models/registry.py`.
 """
 
 import contextlib
@@ -35,32 +17,71 @@ import threading
 import keras
 
 from tf_models.core import callbacks as callbacks_lib
-from tf_models.core import checkpoints, faults, loop, precision, runs
+from tf_models.core import checkpoints, faults, loop, precision, provenance, runs
 from tf_models.core import config as config_lib
+from tf_models.core import export as export_lib
 from tf_models.core import strategy as strategy_lib
 
 
 class Task:
-    """Defaults of the task interface above; a task overrides what differs."""
+    """The interface between a task and the shared runtime; a task overrides what differs.
+
+    Training calls `resolve`, `build_data`, `build_model`, `checkpoint_items`,
+    `learning_rates` and `callbacks`; the export (`export_run`, at the end of
+    training and in `scripts/export.py`) calls `before_export`,
+    `inference_model`, `serving_endpoints`, `deployment_examples`,
+    `deployment_score` and `export_metadata`; `load_run` calls
+    `adopt_saved_model`.
+    """
 
     name = ""
 
     def resolve(self, config):
+        """The config with the values that depend on the data filled in (e.g. image size 0 -> the data's)."""
         return config
 
+    def build_data(self, config):
+        """An object with `make_dataset(epoch)` (a batched tf.data.Dataset), `num_examples` and, optionally,
+        `validation_dataset`."""
+        raise NotImplementedError
+
+    def build_model(self, config, data):
+        """The compiled Keras model (called inside the strategy scope); `data` is what `build_data` returned,
+        or None where no data is at hand (e.g. reading a checkpoint)."""
+        raise NotImplementedError
+
     def checkpoint_items(self, model):
+        """`{name: trackable}` saved in every checkpoint besides the model (e.g. fixed sample noise)."""
         return {}
 
     def learning_rates(self, model, config):
+        """`[(optimizer, rate)]`, applied after a restore so that a resumed run uses the rates it is given."""
         return [(model.optimizer, config.learning_rate)]
 
     def callbacks(self, model, paths, config):
+        """Task-specific Keras callbacks (sample grids, overlays, scores), run before the standard ones."""
+        return []
+
+    def before_export(self, model, paths, config):
+        """Files the exported model depends on (e.g. a threshold chosen on validation); returns their paths."""
         return []
 
     def inference_model(self, model):
+        """The network the artifacts serve (a GAN's generator, its weight average where kept)."""
         return model
 
+    def serving_endpoints(self, model, paths):
+        """`{signature name: (function, input_signature)}`, with `serving_default`; raw inputs (uint8 images,
+        latents) so that clients need no Python preprocessing."""
+        raise NotImplementedError
+
+    def deployment_examples(self, model, config, split, count):
+        """`(inputs, targets)`: `count` real examples of `split` ("train" or "validation") as
+        `{input name: array}` in the signature's raw form, and what `deployment_score` compares with (or None)."""
+        raise NotImplementedError
+
     def deployment_score(self, outputs, targets):
+        """The task metric (a dict) of served outputs against `targets`; {} where the task has none."""
         return {}
 
     def export_metadata(self, config):
@@ -86,13 +107,29 @@ class RunResult:
     history: dict
     restored_from: str
     written: list
+    config: object = None
+
+
+END_OF_TRAINING_FORMATS = ("savedmodel", "tflite")
+
+
+def export_run(task, model, config, paths, formats=END_OF_TRAINING_FORMATS, examples=32):
+    """model.keras, the task's own files (`Task.before_export`) and `formats` through `export.export_task`.
+
+    The one export path: the end of training and `scripts/export.py` both end here.
+    """
+    written = [runs.save_keras_model(model, paths.keras_file)]
+    written += task.before_export(model, paths, config)
+    written += export_lib.export_task(task, model, config, paths, formats, examples=examples,
+                                      calibration_examples=min(examples, 128))[0]
+    return written
 
 
 def steps_per_epoch(config, num_examples):
     return config.steps_per_epoch or max(1, num_examples // config.batch_size)
 
 
-def prepare_run(task, config, chief=True):
+def prepare_run(task, config, chief=True, command=None):
     """Creates (or reopens) the run folders and records the config.
 
     A non-chief worker gets the same layout under a scratch folder, so it
@@ -108,6 +145,8 @@ def prepare_run(task, config, chief=True):
     paths.make_dirs()
     if chief:
         runs.remove_stale_temporaries(paths.log_dir, paths.model_dir)
+        if command:
+            provenance.record(paths.log_dir, command)
     runs.write_config(paths, config)
     return paths
 
@@ -129,14 +168,16 @@ def _sigterm_as_keyboard_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def train(task, config, verbose=None):
+def train(task, config, verbose=None, command=None):
     """Trains `task` as `config` says, resuming the run if it exists.
 
     One process at a time trains a run (a lock file beside its model folder).
     Every worker runs the same steps, callbacks and checkpoint saves (their
     collectives must match); only the chief writes into the run folders and
     exports. All workers resume from the chief's checkpoints, which must
-    therefore be readable by every worker (a shared filesystem).
+    therefore be readable by every worker (a shared filesystem). `command`,
+    when given (the scripts give theirs), is recorded in the run's
+    provenance.jsonl with the date, the commit and the machine.
     """
     # First: MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
     strategy = strategy_lib.get_strategy(config.strategy, config.tpu or None)
@@ -148,7 +189,7 @@ def train(task, config, verbose=None):
     run_paths = runs.RunPaths(task.name, config.run_name, config.logs_root, config.models_root)
     lock = runs.RunLock(run_paths.lock_file) if chief else contextlib.nullcontext()
     with lock, _sigterm_as_keyboard_interrupt():
-        paths = prepare_run(task, config, chief)
+        paths = prepare_run(task, config, chief, command)
         return _train(task, config, strategy, chief, paths, run_paths.checkpoint_dir, verbose)
 
 
@@ -157,7 +198,7 @@ def _train(task, config, strategy, chief, paths, checkpoint_dir, verbose):
     precision.set_policy(config.precision)
     data = task.build_data(config)
     with strategy.scope():
-        model = task.build_model(config)
+        model = task.build_model(config, data)
         keeper = checkpoints.CheckpointKeeper(
             checkpoint_dir, write=chief, model=model, **task.checkpoint_items(model)
         )
@@ -192,9 +233,8 @@ def _train(task, config, strategy, chief, paths, checkpoint_dir, verbose):
     written = [paths.log_dir, keeper.latest]
     if config.export and chief:
         with faults.region("export"):
-            written.append(runs.save_keras_model(model, paths.keras_file))
-            written += task.export(model, paths, config)
-    return RunResult(paths, model, history.history if history else {}, restored, written)
+            written += export_run(task, model, config, paths)
+    return RunResult(paths, model, history.history if history else {}, restored, written, config)
 
 
 def remaining_budget_seconds(config, clock_file):
@@ -235,8 +275,8 @@ def load_run(task, config_class, run_name, logs_root="logs", models_root="saved_
     """
     paths = runs.RunPaths(task.name, run_name, logs_root, models_root)
     config = stored_config(paths, config_class)
-    task.build_data(config)
-    model = task.build_model(config)
+    data = task.build_data(config)
+    model = task.build_model(config, data)
     if paths.keras_file.is_file():
         trained = keras.saving.load_model(paths.keras_file, compile=False)
         return task.adopt_saved_model(model, trained, config), config, paths
@@ -247,7 +287,7 @@ def main(task, config_class, presets, doc, argv=None, extra_paths=(), next_step=
     """The body of every `scripts/train_*.py`: flags -> config -> train -> the paths written."""
     config = config_lib.parse_config(config_class, argv, description=doc.splitlines()[0], epilog=doc,
                                      presets=presets)
-    result = train(task, config)
+    result = train(task, config, command=provenance.command_line(None if argv is None else [sys.argv[0], *argv]))
     print_written(result.written + [result.paths.log_dir / name for name in extra_paths])
     print(f"TensorBoard: tensorboard --logdir {result.paths.log_dir}")
     if next_step:

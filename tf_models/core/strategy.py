@@ -46,7 +46,7 @@ def _create_strategy(name, tpu_address):
         if "TF_CONFIG" not in os.environ:
             raise ValueError(
                 "--strategy multiworker needs the TF_CONFIG environment variable "
-                "(cluster and task of this worker); see the README's multi-worker section."
+                "(cluster and task of this worker); see docs/distributed.md."
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":

@@ -232,9 +232,8 @@ class DCGAN(adversarial.AdversarialModel):
         (as in the PyTorch DCGAN example): the generator's weights do not change
         while the discriminator is updated, so its images are those a second
         forward pass with the same noise would give. The generator's gradient
-        still goes through the updated discriminator. Measured on 2 CPU cores
-        with the tutorial's networks at batch 256: 1.3x the images/s of a step
-        that runs the generator twice (`make bench`, README).
+        still goes through the updated discriminator. `make bench` times this
+        step against the TF tutorial's (docs/benchmarks.md).
         """
         real_images = data[0] if isinstance(data, (tuple, list)) else data
         batch_size = tf.shape(real_images)[0]

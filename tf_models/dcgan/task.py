@@ -11,8 +11,7 @@ from tf_models.dcgan import model as dcgan
 from tf_models.dcgan import tutorial as tutorial_dcgan
 from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import config as config_lib
-from tf_models.core import export as export_lib
-from tf_models.core import runner, runs
+from tf_models.core import runner
 
 option = config_lib.option
 
@@ -42,9 +41,12 @@ _FASHION_64 = dict(image_size=64, channels=1, latent_dim=100, generator_filters=
                   batch_size=128, learning_rate=2e-4, beta_1=0.5, steps_per_epoch=200, ema_decay=0.999)
 
 PRESETS = {
+    # Seconds on a CPU: tests, the app demo, `bench --quick` and the fault suite.
+    "tiny": dict(batch_size=16, generator_filters=8, discriminator_filters=8, latent_dim=16, sample_count=4,
+                 epochs=1, steps_per_epoch=8),
     "demo": dict(data="digits", epochs=40, batch_size=64, generator_filters=32, discriminator_filters=32,
                  save_every_steps=100),
-    # The equal-budget MNIST recipe (README "Score a GAN"): a half-width discriminator, batch 32, Adam(4e-4, 0.5).
+    # The equal-budget MNIST recipe (docs/dcgan.md): a half-width discriminator, batch 32, Adam(4e-4, 0.5).
     "mnist": dict(image_size=28, channels=1, batch_size=32, discriminator_filters=32, learning_rate=4e-4,
                   ema_decay=0.999),
     "cifar10": dict(image_size=32, channels=3),
@@ -114,7 +116,7 @@ class DCGANTask(runner.Task):
             tfds_data_dir=config.tfds_data_dir or None,
         )
 
-    def build_model(self, config):
+    def build_model(self, config, data):
         if config.train_step == "tutorial":
             if (config.image_size, config.channels) != (tutorial_dcgan.IMAGE_SIZE, 1):
                 raise ValueError(f"--train-step tutorial makes 28x28x1 images, not "
@@ -165,9 +167,6 @@ class DCGANTask(runner.Task):
         if not config.evaluator:
             return [grid]
         return [grid, GanQuality(model, config, paths)]
-
-    def export(self, model, paths, config):
-        return export_generator(model.sampling_generator, paths)
 
     def inference_model(self, model):
         return model.sampling_generator
@@ -225,7 +224,7 @@ class GanQuality(keras.callbacks.Callback):
 def restore_from_checkpoint(paths):
     """Rebuilds a run's DCGAN from its config.json and restores its latest checkpoint (no data needed)."""
     task = DCGANTask()
-    model = task.build_model(runner.stored_config(paths, DCGANConfig))
+    model = task.build_model(runner.stored_config(paths, DCGANConfig), None)
     return runner.restore_latest_checkpoint(task, model, paths)
 
 
@@ -248,23 +247,3 @@ def serving_endpoints(generator):
             [tf.TensorSpec([], tf.int32, name="count"), tf.TensorSpec([], tf.int32, name="seed")],
         ),
     }
-
-
-def export_generator(generator, paths, tflite=True, parity_samples=16):
-    """SavedModel under serving/<N>/, model.tflite, and a parity report (export.json)."""
-    serving_dir = export_lib.export_saved_model(generator, serving_endpoints(generator), paths.serving_dir)
-    written = [serving_dir]
-    report = {"saved_model": str(serving_dir)}
-    latent = np.random.default_rng(0).normal(size=(parity_samples, generator.input_shape[-1])).astype(np.float32)
-    saved_images = export_lib.run_saved_model(serving_dir, {"latent": latent})
-    expected = np.round((np.asarray(generator(latent, training=False)) + 1.0) * 127.5).astype(np.uint8)
-    served = saved_images[SERVING_OUTPUT].astype(int)
-    report["saved_model_vs_keras_max_abs"] = float(np.abs(served - expected.astype(int)).max())
-    if tflite:
-        tflite_path = export_lib.export_tflite(serving_dir, paths.tflite_file)
-        tflite_images = export_lib.run_tflite(tflite_path, {"latent": latent})
-        report["tflite"] = str(tflite_path)
-        report["tflite_vs_keras_max_abs"] = export_lib.max_abs_difference(saved_images, tflite_images)[SERVING_OUTPUT]
-        written.append(tflite_path)
-    written.append(runs.write_json(paths.model_dir / "export.json", report))
-    return written

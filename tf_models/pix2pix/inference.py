@@ -88,7 +88,8 @@ class Enhancer:
     normalisation takes its statistics over whatever area it is given, so a
     whole 512-pixel mammogram (mostly black background) is normalised
     differently from the 128-pixel crops of training; enhancing by tiles of
-    the training size keeps the statistics the model learned with.
+    the training size keeps the statistics the model learned with
+    (`evaluate.py --task pix2pix --tile 0` scores the whole-image way; docs/pix2pix.md).
     """
 
     signature: object
@@ -121,8 +122,7 @@ class Enhancer:
 def load_enhancer(saved_model_dir):
     """An `Enhancer` from `serving/<N>/`; sizes from the export reports two folders up (256 if absent).
 
-    `export.json` is written by training, `export_formats.json` by
-    scripts/export.py; both record `size_multiple` and `tile_size`.
+    `export_formats.json` (and `export.json` of older runs) record `size_multiple` and `tile_size`.
     """
     saved_model_dir = pathlib.Path(saved_model_dir)
     if not (saved_model_dir / "saved_model.pb").is_file():

@@ -13,7 +13,7 @@ from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import images as image_helpers
 from tf_models.core import config as config_lib
 from tf_models.core import export as export_lib
-from tf_models.core import runner, runs
+from tf_models.core import runner
 
 option = config_lib.option
 
@@ -49,7 +49,11 @@ class Pix2PixConfig(config_lib.TrainConfig):
 
 
 PRESETS = {
-    # Measured on 2 CPU cores; the paper's network (64 filters, depth 8) stays the default.
+    # Seconds on a CPU: tests, the app demo, `bench --quick` and the fault suite.
+    "tiny": dict(degrade="noise:0.05", image_size=32, generator_depth=3, generator_filters=4,
+                 discriminator_filters=4, dropout_blocks=1, batch_size=2, sample_count=2, test_fraction=0.25,
+                 epochs=1, steps_per_epoch=6),
+    # A CPU-sized network (half the paper's widths, depth 6, 128 px crops); the paper's network stays the default.
     "cpu": dict(image_size=128, batch_size=8, generator_filters=32, generator_depth=6,
                 discriminator_filters=32, steps_per_epoch=60, epochs=25, save_every_steps=60),
 }
@@ -83,7 +87,7 @@ class Pix2PixTask(runner.Task):
         self.data = data
         return data
 
-    def build_model(self, config):
+    def build_model(self, config, data):
         model = pix2pix.Pix2Pix(
             channels=1, generator_filters=config.generator_filters, generator_depth=config.generator_depth,
             discriminator_filters=config.discriminator_filters, l1_weight=config.l1_weight, norm=config.norm,
@@ -112,9 +116,6 @@ class Pix2PixTask(runner.Task):
 
     def export_metadata(self, config):
         return {"size_multiple": 2**config.generator_depth, "tile_size": config.image_size}
-
-    def export(self, model, paths, config):
-        return export_enhancer(model.sampling_generator, paths, config.image_size, config.generator_depth)
 
     def inference_model(self, model):
         return model.sampling_generator
@@ -160,24 +161,3 @@ def serving_endpoints(generator):
         "enhance_float": (lambda image: {"enhanced": enhance_unit(image)},
                           [tf.TensorSpec(spec, tf.float32, name="image")]),
     }
-
-
-def export_enhancer(generator, paths, image_size, depth, tflite=True):
-    serving_dir = export_lib.export_saved_model(generator, serving_endpoints(generator), paths.serving_dir)
-    written = [serving_dir]
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(2, image_size, image_size, 1), dtype=np.uint8)
-    saved = export_lib.run_saved_model(serving_dir, {"image": images})
-    keras_output = generator(images.astype(np.float32) / 127.5 - 1.0, training=False).numpy()
-    expected = np.round(np.clip((keras_output + 1.0) / 2.0, 0, 1) * 255.0)
-    report = {"saved_model": str(serving_dir),
-              "saved_model_vs_keras_max_abs": float(np.abs(saved["enhanced"] - expected).max()),
-              "size_multiple": 2**depth, "tile_size": image_size}
-    if tflite:
-        tflite_path = export_lib.export_tflite(serving_dir, paths.tflite_file)
-        lite = export_lib.run_tflite(tflite_path, {"image": images})
-        report["tflite"] = str(tflite_path)
-        report["tflite_vs_keras_max_abs"] = export_lib.max_abs_difference(saved, lite)["enhanced"]
-        written.append(tflite_path)
-    written.append(runs.write_json(paths.model_dir / "export.json", report))
-    return written

@@ -52,13 +52,13 @@ class PneumoniaConfig(config_lib.TrainConfig):
 
 
 PRESETS = {
-    # CPU-friendly: 128 px, 4 blocks of 16-128 filters. Measured roughly on 2 shared cores: 10 steps of 32
-    # (first-step tracing and a 522-image validation included) in 34 s, so an epoch of 4,694 images takes minutes.
+    # CPU-sized: 128 px, 4 blocks of 16-128 filters.
     "default": dict(image_size=128, batch_size=32, epochs=15, steps_per_epoch=0),
     # The published-style setting: 224 px.
     "full": dict(image_size=224, batch_size=32, epochs=30, patience=7),
-    # Seconds, for smoke tests: 64 px, a small network.
-    "tiny": dict(image_size=64, filters=8, blocks=3, dense_units=32, epochs=2, steps_per_epoch=4, batch_size=16),
+    # Seconds on a CPU: tests, the app demo, `bench --quick` and the fault suite.
+    "tiny": dict(image_size=32, filters=8, blocks=3, dense_units=32, batch_size=8, validation_fraction=0.25,
+                 epochs=1, steps_per_epoch=4),
 }
 
 
@@ -101,7 +101,7 @@ class PneumoniaTask(runner.Task):
             self.data.make_dataset = _unweighted(self.data.make_dataset)
         return self.data
 
-    def build_model(self, config):
+    def build_model(self, config, data):
         model = pneumonia.build_pneumonia_cnn(
             config.image_size, filters=config.filters, blocks=config.blocks,
             dense_units=config.dense_units, dropout=config.dropout, normalization=config.normalization,
@@ -126,9 +126,13 @@ class PneumoniaTask(runner.Task):
         """The saved functional model itself: a single CNN or an ensemble (`build_ensemble_run`)."""
         return compile_model(saved, config.learning_rate)
 
-    def export(self, model, paths, config):
-        validation = self.data.validation_dataset if self.data is not None else None
-        return export_classifier(model, paths, validation, config.threshold_policy)
+    def before_export(self, model, paths, config):
+        """threshold.json: the decision threshold chosen on the validation split, which serving applies."""
+        if self.data is None or self.data.validation_dataset is None:
+            return []
+        labels, probabilities = predict_probabilities(model, self.data.validation_dataset)
+        threshold = pneumonia.choose_threshold(labels, probabilities, config.threshold_policy)
+        return [store_threshold(paths, threshold, config.threshold_policy, "validation split carved from train/")]
 
     def serving_endpoints(self, model, paths):
         return serving_endpoints(model, load_threshold(paths.model_dir)["threshold"])
@@ -164,16 +168,18 @@ def build_ensemble_run(member_runs, run_name, logs_root="logs", models_root="sav
               "threshold_policy": policy}
     paths = runs.RunPaths("pneumonia", run_name, logs_root, models_root).make_dirs()
     model = compile_model(pneumonia.build_ensemble(members), configs[0].get("learning_rate", 1e-3))
-    batches, _ = classification.pneumonia_split_batches(
-        config["data"], ("validation",), config["image_size"], config["batch_size"], config["validation_fraction"],
-        config["seed"],
+    task = PneumoniaTask()
+    task_config = config_lib.make_config(
+        PneumoniaConfig, PRESETS, run_name=run_name, batch_size=config["batch_size"], threshold_policy=policy,
+        logs_root=str(logs_root), models_root=str(models_root),
+        **{field: config[field] for field in ENSEMBLE_SHARED_FIELDS},
     )
+    task.build_data(task_config)
     written = [
         runs.write_json(paths.config_file, config),
         runs.write_json(paths.log_dir / callbacks_lib.TrainingClock.FILE_NAME, clock),
-        runs.save_keras_model(model, paths.keras_file),
     ]
-    return written + export_classifier(model, paths, batches["validation"], policy)
+    return written + runner.export_run(task, model, task_config, paths)
 
 
 def _load_members(member_runs, logs_root, models_root):
@@ -242,40 +248,3 @@ def serving_endpoints(model, threshold):
 
     signature = [tf.TensorSpec([None, height, width, channels], tf.uint8, name=SERVING_INPUT)]
     return {"serving_default": (classify, signature)}
-
-
-def parity_images(model, validation_dataset, count=8):
-    if validation_dataset is not None:
-        images = np.concatenate([np.asarray(batch) for batch, _ in validation_dataset.take(1)])[:count]
-        return images.astype(np.uint8)
-    shape = (count,) + tuple(model.input_shape[1:])
-    return np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
-
-
-def export_classifier(model, paths, validation_dataset=None, policy="youden", tflite=True):
-    """threshold.json (chosen on validation), serving/<N>/, model.tflite and export.json (parity)."""
-    written = []
-    if validation_dataset is not None:
-        labels, probabilities = predict_probabilities(model, validation_dataset)
-        threshold = pneumonia.choose_threshold(labels, probabilities, policy)
-        written.append(store_threshold(paths, threshold, policy, "validation split carved from train/"))
-    threshold = load_threshold(paths.model_dir)["threshold"]
-    serving_dir = export_lib.export_saved_model(model, serving_endpoints(model, threshold), paths.serving_dir)
-    written.append(serving_dir)
-    images = parity_images(model, validation_dataset)
-    expected = tf.sigmoid(model(images.astype(np.float32), training=False))[:, 0].numpy()
-    served = export_lib.run_saved_model(serving_dir, {SERVING_INPUT: images})
-    report = {
-        "saved_model": str(serving_dir),
-        "threshold": threshold,
-        "saved_model_vs_keras_max_abs": float(np.abs(served["probability"] - expected).max()),
-    }
-    if tflite:
-        tflite_path = export_lib.export_tflite(serving_dir, paths.tflite_file)
-        interpreted = export_lib.run_tflite(tflite_path, {SERVING_INPUT: images})
-        report["tflite"] = str(tflite_path)
-        report["tflite_vs_keras_max_abs"] = float(np.abs(interpreted["probability"] - expected).max())
-        report["tflite_labels_match"] = bool(np.array_equal(interpreted["label"], served["label"]))
-        written.append(tflite_path)
-    written.append(runs.write_json(paths.model_dir / "export.json", report))
-    return written

@@ -26,10 +26,9 @@ def check_checkpoint(prefix):
 def check_keras(path):
     import keras
 
-    from tf_models.dcgan import model as dcgan  # noqa: F401 - registers the serializable classes
-    from tf_models.pix2pix import model as pix2pix  # noqa: F401
-    from tf_models.pneumonia import model as pneumonia  # noqa: F401
-    from tf_models.unet import model as unet  # noqa: F401
+    from tf_models import registry
+
+    registry.import_models()
 
     keras.saving.load_model(path, safe_mode=True, compile=False)
 

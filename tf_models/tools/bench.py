@@ -7,7 +7,7 @@ latency of Keras, the SavedModel and the three TFLite files, and file sizes.
 A last process times the TF tutorial's DCGAN step (`tutorial_dcgan`) next to
 the project's step on the same networks and batch.
 
-    python scripts/bench.py            # full: default image sizes, about 15 minutes on 2 CPU cores
+    python scripts/bench.py            # full: default image sizes
     python scripts/bench.py --quick    # small models, under 5 minutes (CI smoke)
 """
 
@@ -52,27 +52,15 @@ MODES = {
                       parity_examples=8, calibration_examples=4, tutorial_rounds=2, tutorial_steps=3),
 }
 
-# Full: each task's default config (its default image size) on its shared dataset, except Pix2Pix's network:
-# the paper's (64 filters, depth 8, 54M generator weights) takes minutes per figure on 2 cores, so the full run
-# uses the `cpu` preset's widths at the default 256 px. Quick: small networks and images.
-TASK_OVERRIDES = {
-    "full": {
-        "dcgan": dict(data=str(SHARED / "mnist")),
-        "pix2pix": dict(data=str(SHARED / "mammography"), generator_filters=32, generator_depth=6,
-                        discriminator_filters=32),
-        "unet": dict(data=str(SHARED / "carvana_hr")),
-        "pneumonia": dict(data=str(SHARED / "chest_xray")),
-        "tutorial": dict(data=str(SHARED / "mnist")),
-    },
-    "quick": {
-        "dcgan": dict(data=str(SHARED / "mnist"), batch_size=64, generator_filters=16, discriminator_filters=16),
-        "pix2pix": dict(data=str(SHARED / "mammography"), image_size=64, generator_depth=4, generator_filters=8,
-                        discriminator_filters=8),
-        "unet": dict(data=str(SHARED / "carvana_hr"), image_size="32x48", base_filters=8),
-        "pneumonia": dict(data=str(SHARED / "chest_xray"), preset="tiny"),
-        "tutorial": dict(data=str(SHARED / "mnist"), batch_size=64),
-    },
-}
+def task_overrides(mode):
+    """{task: config overrides} of a bench mode: `full` trains each task's defaults (plus its registry entry's
+    `bench_overrides`) on its shared dataset, `quick` its `tiny` preset; "tutorial" is the TF tutorial's DCGAN."""
+    overrides = {}
+    for spec in registry.specs():
+        data = dict(data=str(SHARED / spec.bench_data))
+        overrides[spec.name] = {**data, **spec.bench_overrides} if mode == "full" else {**data, "preset": "tiny"}
+    overrides["tutorial"] = dict(data=str(SHARED / "mnist"), **({} if mode == "full" else {"batch_size": 64}))
+    return overrides
 
 
 def make_config(task_name, overrides):
@@ -87,7 +75,7 @@ def training_figures(task, config, data, settings):
     for jit_compile in (False, True):
         key = "xla" if jit_compile else "no_xla"
         runs.set_seed(config.seed)
-        model = task.build_model(config)
+        model = task.build_model(config, data)
         try:
             seconds = benchmark.train_step_seconds(model, data.make_dataset(0), jit_compile, settings.warmup,
                                                    settings.steps)
@@ -171,7 +159,7 @@ def benchmark_tutorial(overrides, settings):
     candidates = {"reference": benchmark.python_loop_runner(reference_step, data.make_dataset(0))}
     for name, policy, jit_compile in PROJECT_VARIANTS:
         precision.set_policy(policy)
-        model = task.build_model(config)
+        model = task.build_model(config, data)
         precision.set_policy("float32")
         candidates[name] = benchmark.step_runner(model, data.make_dataset(0), jit_compile)
     seconds = benchmark.interleaved_step_seconds(candidates, settings.warmup, settings.tutorial_steps,
@@ -199,7 +187,7 @@ def in_child_process(function, *arguments):
         return pool.apply(_child, ((function, arguments),))
 
 
-def run(mode="full", tasks=tuple(registry.TASKS), overrides=None, settings=None, tutorial=True, isolate=True,
+def run(mode="full", tasks=None, overrides=None, settings=None, tutorial=True, isolate=True,
         progress=None):
     """All figures, one child process per task (`isolate`); returns the results dict.
 
@@ -210,8 +198,10 @@ def run(mode="full", tasks=tuple(registry.TASKS), overrides=None, settings=None,
     """
     call = in_child_process if isolate else (lambda function, *arguments: function(*arguments))
     settings = settings or MODES[mode]
-    overrides = {name: {**TASK_OVERRIDES[mode].get(name, {}), **(overrides or {}).get(name, {})}
-                 for name in tuple(tasks) + ("tutorial",)}
+    tasks = tuple(tasks or registry.names())
+    defaults = task_overrides(mode)
+    overrides = {name: {**defaults.get(name, {}), **(overrides or {}).get(name, {})}
+                 for name in tasks + ("tutorial",)}
     started = time.perf_counter()
     results = {"mode": mode, "settings": dataclasses.asdict(settings), "tensorflow": tf.__version__,
                "keras": keras.__version__, "cpu_count": len(os.sched_getaffinity(0)),
@@ -282,8 +272,8 @@ def parse_overrides(items):
     for item in items or ():
         key, separator, text = item.partition("=")
         task, _, field = key.partition(".")
-        if not separator or not field or task not in tuple(registry.TASKS) + ("tutorial",):
-            raise ValueError(f"--set takes TASK.FIELD=VALUE with TASK one of {', '.join(registry.TASKS)} or "
+        if not separator or not field or task not in registry.names() + ("tutorial",):
+            raise ValueError(f"--set takes TASK.FIELD=VALUE with TASK one of {', '.join(registry.names())} or "
                              f"tutorial, got {item!r}.")
         try:
             value = json.loads(text)

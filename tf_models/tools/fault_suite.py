@@ -17,7 +17,7 @@ A last start runs to the end; its model.keras (safe mode), SavedModel and
 TFLite must load. The result is a JSON report (see `run_suite`).
 
 It lives in the library, next to the runtime whose contract it checks, so
-that `scripts/fault_suite.py` and `tests/test_fault_suite.py` run one harness.
+that `scripts/fault_suite.py` and `tests/tools/test_fault_suite.py` run one harness.
 """
 
 import csv
@@ -26,12 +26,12 @@ import os
 import pathlib
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
+from tf_models import registry
 from tf_models.core import faults, runs
 from tf_models.tools import artifact_checks
 
@@ -64,67 +64,21 @@ class Trainer:
 
 
 def default_trainers(datasets):
-    """The four trainers with settings small enough for a 2-core CI machine.
+    """A trainer per registered task, with its `tiny` preset (seconds a start on a 2-core CI machine).
 
-    `datasets` maps a task to its data folder, e.g. `{"dcgan": "../shared/datasets/mnist", ...}`.
+    `datasets` maps a task to its `--data` value (`make_subsets`).
     """
     common = ["--steps-per-epoch", "4", "--save-every-steps", "3"]
-    return {
-        "dcgan": Trainer("dcgan", "scripts/train_dcgan.py", [
-            "--data", str(datasets["dcgan"]), "--batch-size", "16", "--generator-filters", "8",
-            "--discriminator-filters", "8", "--latent-dim", "16", "--sample-count", "4", *common], 4, 3),
-        "pix2pix": Trainer("pix2pix", "scripts/train_pix2pix.py", [
-            "--data", str(datasets["pix2pix"]), "--degrade", "noise:0.05", "--image-size", "32",
-            "--generator-depth", "3", "--generator-filters", "4", "--discriminator-filters", "4",
-            "--dropout-blocks", "1", "--batch-size", "2", "--sample-count", "2", *common], 4, 3),
-        "unet": Trainer("unet", "scripts/train_unet.py", [
-            "--data", str(datasets["unet"]), "--image-size", "16x32", "--depth", "2", "--base-filters", "4",
-            "--batch-size", "4", "--overlay-count", "2", *common], 4, 3),
-        "pneumonia": Trainer("pneumonia", "scripts/train_pneumonia.py", [
-            "--data", str(datasets["pneumonia"]), "--image-size", "32", "--filters", "4", "--blocks", "2",
-            "--dense-units", "8", "--batch-size", "8", "--validation-fraction", "0.25", *common], 4, 3),
-    }
-
-
-def _copy_files(files, target):
-    target.mkdir(parents=True, exist_ok=True)
-    for source in files:
-        shutil.copyfile(source, target / source.name)
-
-
-def _copy_idx_head(source, target, count):
-    """The first `count` records of an idx file (MNIST), header rewritten, uncompressed."""
-    from pipelines import sources
-
-    records = sources.read_idx(source)[:count]
-    magic = 2051 if records.ndim == 3 else 2049
-    header = b"".join(value.to_bytes(4, "big") for value in (magic, *records.shape))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(header + records.tobytes())
+    return {spec.name: Trainer(spec.name, spec.train_script,
+                               ["--data", str(datasets[spec.name]), "--preset", "tiny", *spec.tiny.flags, *common],
+                               4, 3)
+            for spec in registry.specs()}
 
 
 def make_subsets(datasets_root, target):
-    """Small copies of real data folders (a few files, or the first 512 MNIST digits), so that each
-    start loads in seconds. Returns the data folder per task."""
-    datasets_root, target = pathlib.Path(datasets_root), pathlib.Path(target)
-    for name in ("mnist", "chest_xray", "mammography", "carvana"):
-        if not (datasets_root / name).is_dir():
-            raise ValueError(f"{datasets_root / name}: real data folder not found (give --datasets).")
-    for split, count in (("train", 16), ("test", 4)):
-        for label in ("NORMAL", "PNEUMONIA"):
-            folder = datasets_root / "chest_xray" / split / label
-            _copy_files(sorted(folder.glob("*.jpeg"))[:count], target / "chest_xray" / split / label)
-    _copy_files(sorted((datasets_root / "mammography").glob("mdb*.png"))[:8], target / "mammography")
-    images = sorted((datasets_root / "carvana" / "train").glob("*.jpg"))[:24]
-    _copy_files(images, target / "carvana" / "train")
-    masks = [datasets_root / "carvana" / "train_masks" / f"{image.stem}_mask.gif" for image in images]
-    _copy_files(masks, target / "carvana" / "train_masks")
-    from pipelines import sources
-
-    for stem in sources.IDX_FILES["train"]:
-        _copy_idx_head(datasets_root / "mnist" / f"{stem}.gz", target / "mnist" / stem, 512)
-    return {"dcgan": target / "mnist", "pneumonia": target / "chest_xray",
-            "pix2pix": target / "mammography", "unet": target / "carvana"}
+    """{task: --data value}: small copies of real data folders (`registry.TinyData`), so each start loads in
+    seconds."""
+    return {spec.name: registry.prepare_tiny_data(spec, datasets_root, target) for spec in registry.specs()}
 
 
 def fault_plan(kills, rng):

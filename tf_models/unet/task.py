@@ -23,7 +23,7 @@ from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import images as image_helpers
 from tf_models.core import config as config_lib
 from tf_models.core import export as export_lib
-from tf_models.core import figures, runner, runs
+from tf_models.core import figures, runner
 
 option = config_lib.option
 
@@ -87,15 +87,15 @@ class UNetConfig(config_lib.TrainConfig):
 
 
 PRESETS = {
-    # CPU-friendly Carvana: 1/16 of the paper's FLOPs (about 12 GFLOP per 160x240 image, forward and
-    # backward); measured 1.3 images/s on the shared 2-core CPU (base_filters 8: 3.1 images/s), so
-    # two epochs of the 1,200 training images take about 30 minutes there.
+    # Seconds on a CPU: tests, the app demo, `bench --quick` and the fault suite.
+    "tiny": dict(image_size="32x48", depth=2, base_filters=4, batch_size=4, overlay_count=2,
+                 validation_fraction=0.25, epochs=1, steps_per_epoch=6),
+    # CPU-sized Carvana: a quarter of the paper's widths (1/16 of its FLOPs) at 160x240.
     "carvana": dict(image_size="160x240", depth=4, base_filters=16, batch_size=8, learning_rate=1e-3, epochs=2),
     # The paper's widths (64 -> 1024 filters), no batch norm, dropout at the bottleneck.
     "paper": dict(depth=4, base_filters=64, batch_norm=False, dropout=0.5, batch_size=4, learning_rate=1e-4),
     # The paper's own task: ISBI 2012 EM slices, grayscale, one slice per validation group, the paper's elastic
-    # deformation. Measured on the shared 2-core CPU: 60 epochs of 120 crops in 22 minutes, 6 held-out slices at
-    # Dice 0.948 / IoU 0.901 (all-foreground prediction: Dice 0.873).
+    # deformation.
     "membrane": dict(image_size="256x256", channels=1, depth=4, base_filters=16, batch_size=4,
                      learning_rate=1e-3, validation_fraction=0.2, steps_per_epoch=30, epochs=60, elastic_sigma=10.0),
 }
@@ -169,8 +169,8 @@ class UNetTask(runner.Task):
         )
         return self.data
 
-    def build_model(self, config):
-        channels = config.channels or (self.data.channels if self.data else 3)
+    def build_model(self, config, data):
+        channels = config.channels or (data.channels if data is not None else 3)
         model = unet.build_unet(
             config.size + (channels,),
             depth=config.depth,
@@ -200,10 +200,6 @@ class UNetTask(runner.Task):
                                                   paths.log_dir / "history.csv"))
         return result
 
-    def export(self, model, paths, config):
-        images, _ = self.sample_batch(16)
-        return export_unet(model, paths, image_helpers.to_uint8(images, (0.0, 1.0)))
-
     def serving_endpoints(self, model, paths):
         return serving_endpoints(model)
 
@@ -231,28 +227,3 @@ def serving_endpoints(model):
         return {"mask_probability": probabilities, "mask": tf.cast(tf.where(probabilities >= 0.5, 255.0, 0.0), tf.uint8)}
 
     return {"serving_default": (from_images, [tf.TensorSpec([None, height, width, channels], tf.uint8, name=SERVING_INPUT)])}
-
-
-def export_unet(model, paths, sample_images, tflite=True):
-    """SavedModel under serving/<N>/, model.tflite, and a parity report (export.json) on `sample_images` (uint8)."""
-    serving_dir = export_lib.export_saved_model(model, serving_endpoints(model), paths.serving_dir)
-    written = [serving_dir]
-    inputs = {SERVING_INPUT: np.asarray(sample_images, dtype=np.uint8)}
-    expected = np.asarray(tf.sigmoid(model(inputs[SERVING_INPUT].astype(np.float32) / 255.0, training=False)))
-    served = export_lib.run_saved_model(serving_dir, inputs)
-    report = {
-        "saved_model": str(serving_dir),
-        "saved_model_vs_keras_max_abs": float(np.abs(served["mask_probability"] - expected).max()),
-    }
-    if tflite:
-        tflite_path = export_lib.export_tflite(serving_dir, paths.tflite_file)
-        interpreted = export_lib.run_tflite(tflite_path, inputs)
-        differences = export_lib.max_abs_difference(served, interpreted)
-        report.update(
-            tflite=str(tflite_path),
-            tflite_vs_keras_max_abs=differences["mask_probability"],
-            tflite_mask_disagreement=float(np.mean(served["mask"] != interpreted["mask"])),
-        )
-        written.append(tflite_path)
-    written.append(runs.write_json(paths.model_dir / "export.json", report))
-    return written

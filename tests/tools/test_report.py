@@ -1,0 +1,61 @@
+"""`make report`: results.md from the runs' own files, with the command behind every row."""
+
+import json
+
+from tf_models.core import provenance, runs
+from tf_models.tools import report
+
+
+def write_run(logs_root, task, run, metrics, folder="evaluation"):
+    run_dir = logs_root / task / run
+    provenance.record(run_dir, f"python scripts/train_{task}.py --run-name {run}")
+    runs.write_json(run_dir / "training_time.json", {"seconds": 600.0, "steps": 1234})
+    runs.write_json(run_dir / folder / "metrics.json", metrics)
+    provenance.record(run_dir / folder, f"python scripts/evaluate.py --task {task} --run {run}")
+    return run_dir
+
+
+def test_provenance_records_the_command_commit_and_machine(tmp_path):
+    provenance.record(tmp_path, "python scripts/train_unet.py --data x")
+    provenance.record(tmp_path, "python scripts/train_unet.py --data x --epochs 3")
+    entries = provenance.read(tmp_path)
+    assert [entry["command"] for entry in entries][-1].endswith("--epochs 3") and len(entries) == 2
+    assert entries[0]["machine"]["cores"] >= 1 and entries[0]["machine"]["cpu"]
+    assert "UTC" in entries[0]["date"] and isinstance(entries[0]["commit"], str)
+
+
+def test_results_show_each_runs_scores_with_the_commands_that_made_them(tmp_path):
+    logs = tmp_path / "logs"
+    write_run(logs, "unet", "carvana", {"training_resolution": {"dice": 0.9871, "image_size": "96x144"},
+                                        "original_resolution": {"dice": 0.9812, "iou": 0.9633}})
+    write_run(logs, "pneumonia", "xray", {"test": {"accuracy": 0.915, "roc_auc": 0.965}, "threshold": 0.9},
+              folder="evaluation-other")
+    written = report.write(logs, tmp_path / "docs")
+    text = (tmp_path / "docs" / "results.md").read_text()
+    assert written == [tmp_path / "docs" / "results.md"]
+    assert "original_resolution.dice 0.9812" in text and "| 10.0 | 1,234 |" in text
+    assert "`python scripts/evaluate.py --task unet --run carvana`" in text
+    assert "`python scripts/train_unet.py --run-name carvana`" in text
+    assert "evaluation-other" in text and "test.roc_auc 0.965" in text
+    assert text.index("## unet") < text.index("## pneumonia")
+
+
+def test_a_run_with_nothing_recorded_is_left_out(tmp_path):
+    runs.write_json(tmp_path / "logs" / "dcgan" / "scratch" / "config.json", {"data": "digits"})
+    assert "No trained run was found." in report.results_markdown(tmp_path / "logs")
+
+
+def test_the_newest_bench_replaces_only_the_generated_section(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "benchmarks.md").write_text(f"# Benchmarks\n\nHow to read.\n\n{report.BENCH_START}\nold\n"
+                                        f"{report.BENCH_END}\n\nAfter.\n")
+    bench = tmp_path / "logs" / "bench"
+    bench.mkdir(parents=True)
+    (bench / "2026-01-01.md").write_text("| task | images/s |\n|---|---|\n| unet | 1 |\n")
+    (bench / "2026-02-01.md").write_text("| task | images/s |\n|---|---|\n| unet | 2 |\n")
+    report.write(tmp_path / "logs", docs)
+    text = (docs / "benchmarks.md").read_text()
+    assert "| unet | 2 |" in text and "old" not in text and "| unet | 1 |" not in text
+    assert text.startswith("# Benchmarks\n\nHow to read.") and text.rstrip().endswith("After.")
+    assert json.dumps("2026-02-01.md")[1:-1] in text
