@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make demo   - install, then train the DCGAN on the bundled digits (a few minutes)"
 	@echo "make test   - install, then run the test suite"
-	@echo "make app    - install, then start the Streamlit app on the trained runs"
+	@echo "make app    - install, then start the Streamlit app on the trained runs, at http://127.0.0.1:8501 only"
+	@echo "              (other computers: make app ARGS=\"--server.address 0.0.0.0\")"
 	@echo "make bench  - install, then benchmark every task (logs/bench/<date>.json and .md; bench-quick: small models)"
 	@echo "make report - write docs/results.md (and the bench part of docs/benchmarks.md) from the runs under logs/"
 

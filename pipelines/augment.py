@@ -159,3 +159,26 @@ def random_flip_pair(first, second, seed):
     first = tf.cond(flips[1] < 0.5, lambda: tf.image.flip_up_down(first), lambda: first)
     second = tf.cond(flips[1] < 0.5, lambda: tf.image.flip_up_down(second), lambda: second)
     return first, second
+
+
+def flip_and_translate(images, seed, flip=True, translate=0):
+    """A batch [N, H, W, C], each image flipped left-right with probability 1/2 and shifted by up to `translate` px.
+
+    The shift is a random crop of the image padded by `translate` pixels on
+    each side (reflected), so it moves the content by a whole number of
+    pixels in each direction and keeps the size; `seed` is a stateless seed.
+    """
+    flip_seed, shift_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    if flip:
+        images = tf.image.stateless_random_flip_left_right(images, seed=flip_seed)
+    if not translate:
+        return images
+    shape = tf.shape(images)
+    padded = tf.pad(images, [[0, 0], [translate, translate], [translate, translate], [0, 0]], mode="REFLECT")
+    offsets = tf.random.stateless_uniform([shape[0], 2], seed=shift_seed, maxval=2 * translate + 1, dtype=tf.int32)
+
+    def crop(arguments):
+        image, offset = arguments
+        return tf.slice(image, [offset[0], offset[1], 0], [shape[1], shape[2], shape[3]])
+
+    return tf.map_fn(crop, (padded, offsets), fn_output_signature=images.dtype)

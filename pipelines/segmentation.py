@@ -385,38 +385,3 @@ def build_segmentation_data(
         validation_ids=tuple(pair.example_id for pair in validation_pairs),
         description=f"{data} ({len(train_pairs)} train, {len(validation_pairs)} validation pairs)",
     )
-
-
-def rle_encode(mask):
-    """Binary mask [H, W] (or [H, W, 1]) -> Kaggle Carvana run-length string.
-
-    The Carvana convention (the competition's `train_masks.csv` and its
-    submission files): the mask is flattened row by row (left to right, then top
-    to bottom), pixels are numbered from 1, and the string is space-separated
-    `start length` pairs of the foreground runs; an empty mask is "". (Other
-    Kaggle competitions, e.g. Airbus ships, number pixels column by column instead.)
-    """
-    mask = np.asarray(mask)
-    if mask.ndim == 3 and mask.shape[-1] == 1:
-        mask = mask[..., 0]
-    if mask.ndim != 2:
-        raise ValueError(f"rle_encode needs a 2-D mask [H, W], got shape {mask.shape}.")
-    pixels = np.concatenate([[0], (mask.reshape(-1) > 0).astype(np.int8), [0]])
-    runs = np.flatnonzero(pixels[1:] != pixels[:-1]) + 1
-    runs[1::2] -= runs[::2]
-    return " ".join(str(value) for value in runs)
-
-
-def rle_decode(rle, shape):
-    """Kaggle Carvana run-length string -> uint8 0/1 mask of `shape` (height, width); see `rle_encode`."""
-    height, width = shape
-    values = np.asarray(str(rle).split(), dtype=np.int64)
-    if values.size % 2:
-        raise ValueError(f"A run-length string needs start/length pairs; got {values.size} numbers.")
-    starts, lengths = values[0::2] - 1, values[1::2]
-    if values.size and (starts.min() < 0 or lengths.min() < 1 or (starts + lengths).max() > height * width):
-        raise ValueError(f"Run-length string does not fit a {height}x{width} mask (1-indexed starts, positive lengths).")
-    flat = np.zeros(height * width, dtype=np.uint8)
-    for start, length in zip(starts, lengths):
-        flat[start : start + length] = 1
-    return flat.reshape(height, width)

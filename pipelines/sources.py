@@ -24,6 +24,9 @@ IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 SPLIT_FOLDERS = ("train", "val", "test")
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")
+CLASS_NAMES_FILE = "class_names.txt"
 
 
 @dataclasses.dataclass
@@ -107,9 +110,26 @@ def load_idx(root, split="train", channels=1):
     if pixels.ndim != 3 or labels.ndim != 1 or len(pixels) != len(labels):
         raise ValueError(f"{root}: {split} has {len(pixels)} images but {len(labels)} labels.")
     return _from_arrays(
-        pixels[..., None], labels, tuple(str(c) for c in range(int(labels.max()) + 1)), channels,
+        pixels[..., None], labels, idx_class_names(root, int(labels.max()) + 1), channels,
         f"idx files in {root} ({split})",
     )
+
+
+def idx_class_names(root, count):
+    """The class names of an idx folder: its `class_names.txt` (one per line), Fashion-MNIST's, or the digits.
+
+    A folder whose name contains `fashion` holds Fashion-MNIST (the Zalando
+    files have the same names as MNIST's).
+    """
+    names_file = pathlib.Path(root) / CLASS_NAMES_FILE
+    if names_file.is_file():
+        names = tuple(line.strip() for line in names_file.read_text().splitlines() if line.strip())
+        if len(names) < count:
+            raise ValueError(f"{names_file}: {len(names)} class names for {count} labels; give one name per line.")
+        return names
+    if "fashion" in pathlib.Path(root).resolve().name.lower() and count <= len(FASHION_MNIST_CLASSES):
+        return FASHION_MNIST_CLASSES
+    return tuple(str(label) for label in range(count))
 
 
 # ---------------------------------------------------------------- class folders

@@ -21,6 +21,8 @@ import tempfile
 import time
 import urllib.request
 
+from tf_models.core import cli
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 APP = REPO_ROOT / "scripts" / "app.py"
 CHROMIUM = pathlib.Path("/usr/bin/chromium")
@@ -192,4 +194,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -16,7 +16,7 @@ import pathlib
 import sys
 import time
 
-from tf_models.core import runner
+from tf_models.core import cli, runner
 from tf_models.tools import bench
 from tf_models import registry
 
@@ -51,4 +51,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -22,7 +22,7 @@ images/s), samples.png and losses.png.
 import argparse
 import sys
 
-from tf_models.core import runner
+from tf_models.core import cli, runner
 from tf_models.dcgan import experiments as gan_experiments
 
 
@@ -41,4 +41,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

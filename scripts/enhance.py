@@ -19,7 +19,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from pipelines import images
-from tf_models.core import runs
+from tf_models.core import cli, runs
 from tf_models.pix2pix import inference as pix2pix_inference
 
 
@@ -56,4 +56,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from tf_models.pneumonia import model as pneumonia
-from tf_models.core import runner
+from tf_models.core import cli, runner
 from tf_models.pneumonia import task as pneumonia_task
 
 
@@ -36,4 +36,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -16,7 +16,7 @@ import pathlib
 import sys
 
 from tf_models import registry
-from tf_models.core import provenance, runner
+from tf_models.core import cli, provenance, runner
 
 def main(argv=None):
     evaluations = registry.evaluations()
@@ -40,4 +40,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

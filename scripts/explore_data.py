@@ -17,7 +17,7 @@ import matplotlib
 import numpy as np
 
 from pipelines import classification, images
-from tf_models.core import figures, runner, runs
+from tf_models.core import cli, figures, runner, runs
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -85,4 +85,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from tf_models.core import export, runner
+from tf_models.core import cli, export, runner
 from tf_models import registry
 
 
@@ -44,4 +44,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -16,7 +16,7 @@ import json
 import sys
 import tempfile
 
-from tf_models.core import runs
+from tf_models.core import cli, runs
 from tf_models.tools import fault_suite
 
 
@@ -48,4 +48,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

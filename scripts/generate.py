@@ -4,6 +4,11 @@ Examples:
   python scripts/generate.py --run demo --count 64 --output grid.png
   python scripts/generate.py --model saved_models/dcgan/demo/serving/1 --count 10 --output-dir samples/
   python scripts/generate.py --model saved_models/dcgan/demo/model.keras --seed 3 --output grid.png
+  python scripts/generate.py --run fashion-conditional --class dress --count 16 --output dresses.png
+
+--class NAME asks a conditional run for one class, by the dataset's own class names (Fashion-MNIST's
+"Dress", CIFAR-10's "cat", digits "0"-"9"; any letter case); without it a conditional run draws every
+class in turn. A SavedModel has no class names: give the class id (0, 1, ...).
 
 --run NAME uses saved_models/dcgan/NAME/model.keras, or the run's latest checkpoint while it
 is still training.
@@ -13,24 +18,47 @@ import argparse
 import pathlib
 import sys
 
-import numpy as np
-
 from tf_models.core import images as image_helpers
-from tf_models.core import runs
+from tf_models.core import cli, runs
 
 
-def keras_generate(generator):
-    latent_dim = generator.input_shape[-1]
+def keras_generate(generator, class_names=()):
+    """(`generate(count, seed, class_name) -> uint8 images`, class names) of a Keras generator."""
+    from tf_models.dcgan import inference as dcgan_inference
+    from tf_models.dcgan import model as dcgan
 
-    def generate(count, seed):
-        latent = np.random.default_rng(seed).normal(size=(count, latent_dim)).astype(np.float32)
-        return image_helpers.to_uint8(generator(latent, training=False))
+    def generate(count, seed, class_name=None):
+        class_id = None
+        if class_name is not None:
+            class_id = dcgan_inference.class_index(class_name, class_names, dcgan.num_classes_of(generator))
+        latent = dcgan_inference.latent_vectors(dcgan.latent_dim_of(generator), count, seed)
+        return dcgan_inference.generate_images(generator, latent, class_id)
+
+    return generate
+
+
+def saved_model_generate(model_path):
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(model_path)).signatures["generate"]
+    conditional = "class_id" in signature.structured_input_signature[1]
+
+    def generate(count, seed, class_name=None):
+        inputs = dict(count=tf.constant(count), seed=tf.constant(seed))
+        if conditional != (class_name is not None):
+            raise ValueError(f"{model_path}: " + ("a conditional SavedModel; give --class with a class id (0, 1, ...)."
+                                                  if conditional else "an unconditional model; leave out --class."))
+        if conditional:
+            if not class_name.isdigit():
+                raise ValueError(f"--class {class_name}: a SavedModel has no class names; give a class id (0, 1, ...).")
+            inputs["class_id"] = tf.constant(int(class_name))
+        return signature(**inputs)["images"].numpy()
 
     return generate
 
 
 def load_generator(model_path):
-    """Returns `generate(count, seed) -> uint8 images` for a .keras file or a SavedModel folder."""
+    """Returns `generate(count, seed, class_name=None) -> uint8 images` for a .keras file or a SavedModel folder."""
     model_path = pathlib.Path(model_path)
     if model_path.suffix == ".keras":
         import keras
@@ -38,16 +66,9 @@ def load_generator(model_path):
         from tf_models.dcgan import model as dcgan  # noqa: F401 - registers the DCGAN class
 
         model = keras.saving.load_model(model_path, safe_mode=True)
-        return keras_generate(getattr(model, "sampling_generator", model))
+        return keras_generate(getattr(model, "sampling_generator", model), getattr(model, "class_names", ()))
     if (model_path / "saved_model.pb").is_file():
-        import tensorflow as tf
-
-        signature = tf.saved_model.load(str(model_path)).signatures["generate"]
-
-        def generate(count, seed):
-            return signature(count=tf.constant(count), seed=tf.constant(seed))["images"].numpy()
-
-        return generate
+        return saved_model_generate(model_path)
     raise ValueError(f"{model_path}: expected a .keras file or a SavedModel folder (with saved_model.pb).")
 
 
@@ -60,6 +81,8 @@ def main(argv=None):
     parser.add_argument("--models-root", default="saved_models")
     parser.add_argument("--logs-root", default="logs")
     parser.add_argument("--count", type=int, default=64)
+    parser.add_argument("--class", dest="class_name", help="a conditional run's class (its name, or id for a "
+                                                          "SavedModel); default: every class in turn")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="generated.png", help="grid PNG path")
     parser.add_argument("--output-dir", help="write one PNG per image here instead of a grid")
@@ -75,8 +98,9 @@ def main(argv=None):
         else:
             from tf_models.dcgan import task as dcgan_task
 
-            generate = keras_generate(dcgan_task.restore_from_checkpoint(paths).sampling_generator)
-    images = generate(args.count, args.seed)
+            model = dcgan_task.restore_from_checkpoint(paths)
+            generate = keras_generate(model.sampling_generator, getattr(model, "class_names", ()))
+    images = generate(args.count, args.seed, args.class_name)
     if args.output_dir:
         output_dir = pathlib.Path(args.output_dir)
         paths = [runs.atomic_write_bytes(output_dir / f"image_{i:05d}.png", image_helpers.encode_png(image))
@@ -89,4 +113,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

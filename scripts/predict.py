@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import classification, images
-from tf_models.core import runs
+from tf_models.core import cli, runs
 from tf_models.pneumonia import task as pneumonia_task
 
 
@@ -53,4 +53,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -6,12 +6,13 @@ Examples:
 
 Writes <output-dir>/<stem>_mask.png (0 background, 255 foreground) for every image, and with
 --rle-csv a submission file `img,rle_mask` in the Carvana run-length encoding (row-major,
-1-indexed start/length pairs; see pipelines.segmentation.rle_encode).
+1-indexed start/length pairs; see tf_models.unet.inference.rle_encode).
 """
 
 import argparse
 import sys
 
+from tf_models.core import cli
 from tf_models.unet import inference as unet_inference
 
 
@@ -33,4 +34,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -11,7 +11,7 @@ provenance.jsonl (the command, date, commit and machine recorded when it ran).
 import argparse
 import sys
 
-from tf_models.core import runner
+from tf_models.core import cli, runner
 from tf_models.tools import report
 
 
@@ -26,4 +26,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 from pipelines import images
-from tf_models.core import export, runs
+from tf_models.core import cli, export, runs
 
 
 def build_inputs(specs, image_paths, count=1, seed=0):
@@ -59,4 +59,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

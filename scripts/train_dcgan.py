@@ -13,7 +13,7 @@ and saved_models/dcgan/<run>/ (checkpoints/, model.keras, serving/<N>/, model.tf
 
 import sys
 
-from tf_models.core import runner
+from tf_models.core import cli, runner
 from tf_models.dcgan import task as dcgan_task
 
 
@@ -23,4 +23,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -15,7 +15,7 @@ model.keras, serving/<N>/, model.tflite).
 
 import sys
 
-from tf_models.core import runner
+from tf_models.core import cli, runner
 from tf_models.pix2pix import task as pix2pix_task
 
 
@@ -25,4 +25,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -15,7 +15,7 @@ threshold.json, serving/<N>/, model.tflite, export.json).
 
 import sys
 
-from tf_models.core import runner
+from tf_models.core import cli, runner
 from tf_models.pneumonia import task as pneumonia_task
 
 
@@ -25,4 +25,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

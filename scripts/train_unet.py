@@ -12,7 +12,7 @@ and saved_models/unet/<run>/ (checkpoints/, best.keras, model.keras, serving/<N>
 
 import sys
 
-from tf_models.core import runner
+from tf_models.core import cli, runner
 from tf_models.unet import task as unet_task
 
 
@@ -22,4 +22,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

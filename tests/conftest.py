@@ -11,6 +11,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from tf_models.core import devices  # noqa: E402
+
+devices.initialize()  # no spurious cuInit error in the test log of a machine without a GPU
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATASETS = pathlib.Path(
     os.environ.get("SHARED_DATASETS", REPO_ROOT.parent / "shared" / "datasets")

@@ -1,6 +1,5 @@
 """README.md and docs/: short enough to read, every link and every repository path they name exists."""
 
-import pathlib
 import re
 
 import pytest

@@ -72,6 +72,28 @@ def inception_score(probabilities, eps=1e-12):
     return float(np.exp(np.mean(divergences)))
 
 
+def class_accuracy(probabilities, class_ids, num_classes):
+    """The share of images classified as the class they were asked for, overall and per class.
+
+    With c_i = argmax_y p(y | x_i) and a_i the class image i was generated
+    for: `overall` = mean_i [c_i = a_i] and `per_class[k]` = the same mean
+    over the images with a_i = k (NaN for a class never asked for). Its
+    ceiling is the evaluator's accuracy on real test images.
+    """
+    probabilities = _as_matrix(probabilities, "probabilities")
+    class_ids = np.asarray(class_ids).reshape(-1)
+    if len(class_ids) != len(probabilities):
+        raise ValueError(f"{len(class_ids)} class ids for {len(probabilities)} rows of probabilities.")
+    if probabilities.shape[1] != num_classes:
+        raise ValueError(f"num_classes is {num_classes} but the probabilities have {probabilities.shape[1]} columns.")
+    if len(class_ids) and (class_ids.min() < 0 or class_ids.max() >= num_classes):
+        raise ValueError(f"class ids must be in [0, {num_classes}), got {class_ids.min()}..{class_ids.max()}.")
+    correct = np.argmax(probabilities, axis=1) == class_ids
+    per_class = [float(np.mean(correct[class_ids == k])) if np.any(class_ids == k) else float("nan")
+                 for k in range(num_classes)]
+    return {"overall": float(np.mean(correct)), "per_class": per_class}
+
+
 def _warn_if_rank_deficient(features, name):
     samples, dimensions = features.shape
     if samples < dimensions:

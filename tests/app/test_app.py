@@ -175,3 +175,27 @@ def test_pages_without_runs_say_which_command_trains_one(tmp_path, monkeypatch):
         test.radio(key="page").set_value(page).run()
         assert not test.exception
         assert script in test.warning[0].value
+
+
+def image_captions(test):
+    return [caption for element in test.get("image") for caption in element.captions]
+
+
+def test_generate_page_class_picker_gives_a_grid_of_that_class_and_every_class_rows(app, models_root):
+    test = app("Generate")
+    test.selectbox(key="dcgan_run").set_value("tiny-conditional").run()
+    test.selectbox(key="class").set_value("3").run()
+    test.number_input(key="count").set_value(4).run()
+    assert_clean(test)
+    assert any(caption.startswith("4 images of class 3") for caption in image_captions(test))
+    generator = app_models.load_generator(models_root / "dcgan" / "tiny-conditional" / "model.keras")
+    threes = app_models.run_generate(generator, 4, 0, class_id=3)
+    np.testing.assert_array_equal(threes, app_models.run_generate(generator, 4, 0, class_id=3))
+    assert not np.array_equal(threes, app_models.run_generate(generator, 4, 0, class_id=5))
+    test.selectbox(key="class").set_value("every class (one row each)").run()
+    test.number_input(key="per_class").set_value(2).run()
+    assert_clean(test)
+    assert any("one row per class" in caption for caption in image_captions(test))
+    rows = app_models.run_every_class(generator, 2, 0)
+    assert rows.shape[0] == 20
+    np.testing.assert_array_equal(rows[6:8], threes[:2])

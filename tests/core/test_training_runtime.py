@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tf_models.core import callbacks as callbacks_lib
-from tf_models.core import checkpoints, config as config_lib, loop, runner
+from tf_models.core import checkpoints, config as config_lib, loop, runner, runs
 from tf_models.dcgan import task as dcgan_task
 from tests.conftest import REPO_ROOT
 
@@ -253,3 +254,25 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
     clock = callbacks_lib.TrainingClock.read(tmp_path / "logs" / "dcgan" / "term" / "training_time.json")
     assert clock["steps"] == int(latest.rsplit("-", 1)[1]) > 0, "the interrupted run's training time is kept"
     assert clock["seconds"] > 0
+
+
+def test_a_checkpoint_written_before_the_per_task_layout_resumes(tmp_path):
+    """tests/fixtures/dcgan_before_layout: 4 steps of a tiny DCGAN saved by the code before tf_models/<task>/."""
+    fixture = REPO_ROOT / "tests" / "fixtures" / "dcgan_before_layout"
+    stored = json.loads((fixture / "config.json").read_text())
+    paths = runs.RunPaths("dcgan", stored["run_name"], tmp_path / "logs", tmp_path / "models")
+    shutil.copytree(fixture / "checkpoints", paths.checkpoint_dir)
+    paths.log_dir.mkdir(parents=True)
+    shutil.copyfile(fixture / "training_time.json", paths.log_dir / "training_time.json")
+    fields = {key: value for key, value in stored.items() if key not in ("logs_root", "models_root", "epochs")}
+    config = config_lib.make_config(dcgan_task.DCGANConfig, **fields, epochs=2, logs_root=str(tmp_path / "logs"),
+                                    models_root=str(tmp_path / "models"))
+    stored_weights, state = checkpoint_weights(tmp_path, "scratch", paths.checkpoint_dir / "ckpt-4")
+    assert state["step"] == 4
+
+    resumed = runner.train(dcgan_task.DCGANTask(), config, verbose=0)
+    assert resumed.restored_from.endswith("ckpt-4")
+    assert tf.train.latest_checkpoint(str(paths.checkpoint_dir)).endswith("ckpt-8")
+    resumed_weights, resumed_state = checkpoint_weights(tmp_path, "scratch2", paths.checkpoint_dir / "ckpt-8")
+    assert resumed_state["step"] == 8 and resumed_state["epoch"] == 2
+    assert any(not np.array_equal(before, after) for before, after in zip(stored_weights, resumed_weights))

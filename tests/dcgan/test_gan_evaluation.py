@@ -17,7 +17,8 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("gan_eval")
     subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "train_evaluator.py"), "--data", "digits", "--image-size", "28",
-         "--epochs", "2", "--filters", "8", "--run-name", "digits28", "--models-root", str(root / "models")],
+         "--epochs", "2", "--filters", "8", "--run-name", "digits28", "--models-root", str(root / "models"),
+         "--logs-root", str(root / "logs")],
         check=True, capture_output=True, timeout=600,
     )
     config = config_lib.make_config(

@@ -8,6 +8,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import config as config_lib
+from tf_models.dcgan import evaluator_task
 from tf_models.dcgan import task as dcgan_task
 from tf_models.dcgan import experiments as gan_experiments
 
@@ -28,10 +29,9 @@ def load_script(name):
 def roots(tmp_path_factory):
     """Log and model roots holding a tiny digits evaluator (a few seconds of training)."""
     root = tmp_path_factory.mktemp("experiments")
-    train_evaluator = load_script("train_evaluator")
-    train_evaluator.train(train_evaluator.EvaluatorConfig(
+    evaluator_task.train(evaluator_task.EvaluatorConfig(
         data="digits", image_size=28, epochs=3, batch_size=32, filters=8, run_name="digits28",
-        models_root=str(root / "models"),
+        models_root=str(root / "models"), logs_root=str(root / "logs"),
     ))
     return ["--logs-root", str(root / "logs"), "--models-root", str(root / "models")], root
 

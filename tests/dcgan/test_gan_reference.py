@@ -37,7 +37,8 @@ def test_degradations_do_what_they_say():
 def test_reference_scores_grow_with_the_damage(tmp_path):
     subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "train_evaluator.py"), "--data", "digits", "--image-size", "28",
-         "--epochs", "2", "--filters", "8", "--run-name", "digits28", "--models-root", str(tmp_path / "models")],
+         "--epochs", "2", "--filters", "8", "--run-name", "digits28", "--models-root", str(tmp_path / "models"),
+         "--logs-root", str(tmp_path / "logs")],
         check=True, capture_output=True, timeout=600,
     )
     result = subprocess.run(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import segmentation
+from tf_models.unet import inference as unet_inference
 from scripts import evaluate as evaluate_script
 from scripts import predict_masks as predict_script
 from tf_models.core import config as config_lib
@@ -108,7 +108,7 @@ def test_predict_masks_writes_original_sizes_and_a_decodable_csv(trained, tmp_pa
         mask = iio.imread(output / f"{pathlib.Path(row['img']).stem}_mask.png")
         expected_shape = (50, 70) if row["img"] == "large.png" else (31, 47)
         assert mask.shape == expected_shape and set(np.unique(mask)) <= {0, 255}
-        np.testing.assert_array_equal(segmentation.rle_decode(row["rle_mask"], mask.shape), mask // 255)
+        np.testing.assert_array_equal(unet_inference.rle_decode(row["rle_mask"], mask.shape), mask // 255)
 
 
 def test_image_size_flag_parses_height_by_width():

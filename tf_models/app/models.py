@@ -12,6 +12,8 @@ import numpy as np
 
 from tf_models.core import images as image_helpers
 from tf_models.app import backend as app_backend
+from tf_models.dcgan import inference as dcgan_inference
+from tf_models.dcgan import model as dcgan
 
 MAX_IMAGES = 256
 HEATMAP_OPACITY = 0.45
@@ -42,16 +44,32 @@ def interpolated_latents(latent_dim, first_seed, second_seed, steps):
     return ((weights_start * start + weights_end * end) / np.sin(angle)).astype(np.float32)
 
 
-def run_generate(generator, count, seed, interpolate_to=None):
-    """uint8 images [N, H, W, C]: `count` from `seed`, or `count` steps from `seed` to `interpolate_to`."""
+def run_generate(generator, count, seed, interpolate_to=None, class_id=None):
+    """uint8 images [N, H, W, C]: `count` from `seed`, or `count` steps from `seed` to `interpolate_to`.
+
+    A conditional generator draws them all of `class_id`, or every class in turn when it is None.
+    """
     if not 1 <= count <= MAX_IMAGES:
         raise ValueError(f"The number of images must be between 1 and {MAX_IMAGES}, got {count}.")
-    latent_dim = generator.input_shape[-1]
+    latent_dim = dcgan.latent_dim_of(generator)
     if interpolate_to is None:
         latent = latent_vectors(latent_dim, count, seed)
     else:
         latent = interpolated_latents(latent_dim, seed, interpolate_to, max(count, 2))
-    return image_helpers.to_uint8(generator(latent, training=False))
+    return dcgan_inference.generate_images(generator, latent, class_id)
+
+
+def run_every_class(generator, per_class, seed):
+    """uint8 images, `per_class` of each class, one grid row per class (`image_grid(..., columns=per_class)`)."""
+    if not 1 <= per_class * dcgan.num_classes_of(generator) <= MAX_IMAGES:
+        raise ValueError(f"{per_class} images of each of {dcgan.num_classes_of(generator)} classes is more than "
+                         f"{MAX_IMAGES}; ask for fewer per class.")
+    return dcgan_inference.every_class_images(generator, per_class, seed)
+
+
+def generator_class_names(artifact):
+    """The class names of a DCGAN run's model.keras: () for an unconditional run."""
+    return dcgan_inference.keras_file_class_names(artifact)
 
 
 def image_grid(images, columns=None, scale=2):

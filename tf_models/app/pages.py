@@ -69,18 +69,39 @@ def pick_image(task, channels):
     return image
 
 
+EVERY_CLASS = "every class (one row each)"
+
+
 def generate():
     st.header("Generate (DCGAN)")
     generator = pick_run("dcgan", "load_generator")
     if generator is None:
         return
+    class_names = app_models.generator_class_names(app_backend.list_runs("dcgan")[st.session_state["dcgan_run"]])
+    choice = st.selectbox("Class", [EVERY_CLASS, *class_names], key="class") if class_names else None
+    if choice == EVERY_CLASS:
+        every_class(generator, class_names)
+        return
+    class_id = class_names.index(choice) if choice else None
     count = st.number_input("Number of images", 1, app_models.MAX_IMAGES, 16, key="count")
     seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
     interpolate = st.checkbox("Interpolate to a second seed", key="interpolate")
     second_seed = st.number_input("Second seed", 0, 2**31 - 1, 1, key="second_seed") if interpolate else None
-    images = app_models.run_generate(generator, int(count), int(seed), second_seed)
+    images = app_models.run_generate(generator, int(count), int(seed), second_seed, class_id)
     grid = app_models.image_grid(images, columns=len(images) if interpolate else None)
-    st.image(grid, caption=f"{len(images)} images, seed {seed}" + (f" to {second_seed}" if interpolate else ""))
+    of_class = f" of class {choice}" if choice else ""
+    st.image(grid, caption=f"{len(images)} images{of_class}, seed {seed}"
+             + (f" to {second_seed}" if interpolate else ""))
+    st.download_button("Download the grid (PNG)", app_backend.png_bytes(grid), "generated.png", "image/png")
+
+
+def every_class(generator, class_names):
+    """A grid with one row per class, the same latent vectors in every row."""
+    count = st.number_input("Images per class", 1, app_models.MAX_IMAGES // len(class_names), 8, key="per_class")
+    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
+    images = app_models.run_every_class(generator, int(count), int(seed))
+    grid = app_models.image_grid(images, columns=int(count))
+    st.image(grid, caption=f"{int(count)} images of each class, one row per class: {', '.join(class_names)}")
     st.download_button("Download the grid (PNG)", app_backend.png_bytes(grid), "generated.png", "image/png")
 
 

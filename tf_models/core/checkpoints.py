@@ -47,6 +47,18 @@ def random_state_variables(model):
     return [variable for variable in model.variables if id(variable) not in weights]
 
 
+class OptionalItem:
+    """A checkpoint item restored only when the checkpoint holds it.
+
+    For state a task started saving after some of its runs were checkpointed
+    (callback counters, say): those runs still resume, with the item as it
+    was built, instead of their checkpoints being refused as not matching.
+    """
+
+    def __init__(self, trackable):
+        self.trackable = trackable
+
+
 class CheckpointKeeper:
     """Saves and restores a run's checkpoints.
 
@@ -58,15 +70,19 @@ class CheckpointKeeper:
             their saves (which every worker must make under
             `MultiWorkerMirroredStrategy`) go to a scratch folder.
         model: the Keras model; its weights, optimizers and seed states are saved.
-        **trackables: what else to save (variables, other trackables).
+        **trackables: what else to save (variables, other trackables); an
+            `OptionalItem(trackable)` is saved too, and restored when present.
     """
 
     def __init__(self, directory, model, max_to_keep=3, write=True, **trackables):
         self.directory = pathlib.Path(directory if write else tempfile.mkdtemp(prefix="worker_ckpt_"))
         self.state = TrainingState()
-        self.checkpoint = tf.train.Checkpoint(
-            state=self.state, model=model, random_states=random_state_variables(model), **trackables
-        )
+        required = {name: item for name, item in trackables.items() if not isinstance(item, OptionalItem)}
+        optional = {name: item.trackable for name, item in trackables.items() if isinstance(item, OptionalItem)}
+        required.update(state=self.state, model=model, random_states=random_state_variables(model))
+        self.checkpoint = tf.train.Checkpoint(**required, **optional)
+        self.required_checkpoint = tf.train.Checkpoint(**required) if optional else self.checkpoint
+        self.optional_checkpoint = tf.train.Checkpoint(**optional) if optional else None
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(self.directory), max_to_keep=max_to_keep
         )
@@ -89,7 +105,11 @@ class CheckpointKeeper:
         candidates = list(reversed(self.restore_manager.checkpoints))
         for path in candidates:
             try:
-                self.checkpoint.restore(path).assert_existing_objects_matched()
+                status = self.required_checkpoint.restore(path)
+                status.assert_existing_objects_matched()
+                if self.optional_checkpoint is not None:
+                    status.expect_partial()
+                    self.optional_checkpoint.restore(path).expect_partial()
             except Exception as error:  # corrupt files raise OpError, IndexError, ValueError...
                 logger.warning("Checkpoint %s is unreadable (%s); trying the previous one.", path, error)
                 continue

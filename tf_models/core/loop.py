@@ -146,6 +146,9 @@ def train(
             the epoch in progress is then validated and checkpointed, and a
             later run with the same name carries on from there.
 
+    A callback that sets `model.stop_training` in `on_train_begin` (a run
+    that early stopping ended, run again) ends training before any step.
+
     The epoch's callbacks (history row, sample grid, best model) run before
     its checkpoint is saved: a crash between the two runs the end of the
     epoch again on resume, instead of losing what those callbacks write.
@@ -174,6 +177,8 @@ def train(
     logs = {}
     try:
         for epoch in range(int(state.epoch.numpy()), epochs):
+            if model.stop_training:
+                break
             first_batch = int(state.step_in_epoch.numpy())
             dataset = make_dataset(epoch).skip(first_batch)
             iterator = iter(strategy.experimental_distribute_dataset(dataset))

@@ -35,6 +35,8 @@ class Task:
     """
 
     name = ""
+    # What the end of training exports besides model.keras (names of `export.FORMATS`).
+    export_formats = ("savedmodel", "tflite")
 
     def resolve(self, config):
         """The config with the values that depend on the data filled in (e.g. image size 0 -> the data's)."""
@@ -110,18 +112,15 @@ class RunResult:
     config: object = None
 
 
-END_OF_TRAINING_FORMATS = ("savedmodel", "tflite")
-
-
-def export_run(task, model, config, paths, formats=END_OF_TRAINING_FORMATS, examples=32):
-    """model.keras, the task's own files (`Task.before_export`) and `formats` through `export.export_task`.
-
-    The one export path: the end of training and `scripts/export.py` both end here.
-    """
+def export_run(task, model, config, paths, formats=None, examples=32):
+    """model.keras, the task's own files (`Task.before_export`) and `formats` (default: the task's
+    `export_formats`) through `export.export_task`, which `scripts/export.py` calls too."""
+    formats = task.export_formats if formats is None else formats
     written = [runs.save_keras_model(model, paths.keras_file)]
     written += task.before_export(model, paths, config)
-    written += export_lib.export_task(task, model, config, paths, formats, examples=examples,
-                                      calibration_examples=min(examples, 128))[0]
+    if formats:
+        written += export_lib.export_task(task, model, config, paths, formats, examples=examples,
+                                          calibration_examples=min(examples, 128))[0]
     return written
 
 

@@ -18,6 +18,15 @@ trick"): fewer unusual samples, so usually higher realism and IS and lower
 diversity. It changes the generator's input distribution, so its scores are
 those of another sampler, recorded as such in metrics.json; 0 (the default)
 is the generator's own distribution.
+
+A conditional generator is asked for every class in turn (equally many
+images of each), and its class accuracy is reported too: the share of images
+the evaluator classifies as the class asked for, overall and per class; its
+ceiling is the evaluator's own test accuracy.
+
+`--data DIR` scores the run against DIR's test split instead of its own
+data's (an external test set) and writes `evaluation-<DIR's name>/`; the
+run's own `evaluation/` and every other file of the run stay as they are.
 """
 
 import json
@@ -28,10 +37,14 @@ import numpy as np
 
 from pipelines import classification, sources
 from tf_models.dcgan import evaluator as evaluator_lib
+from tf_models.dcgan import model as dcgan
+from tf_models.dcgan import task as dcgan_task
 from tf_models import metrics
 from tf_models.core import runs
 
 SCORE_KEYS = ("realism", "distinct_fraction", "class_entropy", "inception_score", "fcd", "kid")
+# Distances are 0 for identical sets and near 0 (KID: even negative) for two real halves: read them as a difference.
+DISTANCE_KEYS = ("fcd", "kid")
 
 
 def add_arguments(parser):
@@ -42,7 +55,8 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--truncation", type=float, default=0.0,
                         help="sample latents from a normal truncated at +-T (0: the generator's own normal)")
-    parser.add_argument("--data", help="real data (default: the run's own --data)")
+    parser.add_argument("--data", help="real data whose test split the run is scored against (default: the run's "
+                                         "own --data); another folder writes evaluation-<its name>/")
     parser.add_argument("--logs-root", default="logs")
     parser.add_argument("--models-root", default="saved_models")
 
@@ -84,12 +98,24 @@ def sample_latent(rng, count, latent_dim, truncation=0.0):
     return latent.astype(np.float32)
 
 
+def requested_class_ids(generator, count):
+    """The classes a conditional generator is asked for: 0, 1, ..., 0, 1, ... (None when unconditional)."""
+    num_classes = dcgan.num_classes_of(generator)
+    return np.arange(count) % num_classes if num_classes else None
+
+
 def generated_outputs(scorer, generator, count, batch_size, seed, truncation=0.0):
+    """Features and probabilities of `count` generated images (conditional: of `requested_class_ids`)."""
     rng = np.random.default_rng(seed)
-    latent_dim = generator.input_shape[-1]
-    batches = (generator(sample_latent(rng, min(batch_size, count - start), latent_dim, truncation), training=False)
-               for start in range(0, count, batch_size))
-    return scorer_outputs(scorer, batches)
+    latent_dim = dcgan.latent_dim_of(generator)
+    class_ids = requested_class_ids(generator, count)
+
+    def batch(start):
+        latent = sample_latent(rng, min(batch_size, count - start), latent_dim, truncation)
+        batch_ids = None if class_ids is None else class_ids[start:start + len(latent)]
+        return generator(dcgan.generator_inputs(generator, latent, batch_ids), training=False)
+
+    return scorer_outputs(scorer, (batch(start) for start in range(0, count, batch_size)))
 
 
 def held_out_halves(length, samples, seed=0):
@@ -120,31 +146,58 @@ def compare(generator, scorer, real, num_classes, samples, batch_size, seed=0, t
     first, second = held_out_halves(len(real_features), samples, seed)
     generated_features, generated_probabilities = generated_outputs(scorer, generator, len(first), batch_size, seed,
                                                                          truncation)
-    return {
+    result = {
         "samples": len(first),
         "truncation": truncation,
         "generated": scores(generated_probabilities, generated_features, real_features[second], num_classes, seed),
         "real": scores(real_probabilities[first], real_features[first], real_features[second], num_classes, seed),
     }
+    class_ids = requested_class_ids(generator, len(first))
+    if class_ids is not None:
+        if dcgan.num_classes_of(generator) != num_classes:
+            raise ValueError(f"The generator makes {dcgan.num_classes_of(generator)} classes but the evaluator "
+                             f"tells {num_classes} apart; score it with an evaluator of the same dataset.")
+        result["class_accuracy"] = metrics.class_accuracy(generated_probabilities, class_ids, num_classes)
+    return result
 
 
-def table(result):
-    lines = ["| score | generated | real (ceiling) | generated / real |", "|---|---|---|---|"]
+def versus_real(key, generated, real):
+    """"0.87x" (generated / real) for scores, "+0.0123" (generated - real) for the distances."""
+    if key in DISTANCE_KEYS:
+        return f"{generated - real:+.4f}"
+    return f"{generated / real:.2f}x" if real > 0 else "-"
+
+
+def table(result, class_names=()):
+    """Markdown: every score, generated and real, and how they compare; class accuracy for a conditional run."""
+    lines = ["| score | generated | real (ceiling) | generated vs real (x ratio; distances: difference) |",
+             "|---|---|---|---|"]
     for key in SCORE_KEYS:
         generated, real = result["generated"][key], result["real"][key]
-        ratio = generated / real if real else float("nan")
-        lines.append(f"| {key} | {generated:.4f} | {real:.4f} | {ratio:.2f} |")
+        lines.append(f"| {key} | {generated:.4f} | {real:.4f} | {versus_real(key, generated, real)} |")
+    accuracy = result.get("class_accuracy")
+    if accuracy:
+        ceiling = result.get("evaluator_test_accuracy", float("nan"))
+        lines.append(f"| class_accuracy | {accuracy['overall']:.4f} | {ceiling:.4f} (evaluator test accuracy) | "
+                     f"{versus_real('class_accuracy', accuracy['overall'], ceiling)} |")
+        names = list(class_names) or [str(k) for k in range(len(accuracy["per_class"]))]
+        for name, value in zip(names, accuracy["per_class"]):
+            lines.append(f"| class_accuracy: {name} | {value:.4f} | | |")
     return "\n".join(lines)
 
 
 def load_run_generator(paths):
     if paths.keras_file.is_file():
-        from tf_models.dcgan import model as dcgan  # noqa: F401 - registers the DCGAN class
-
         return keras.saving.load_model(paths.keras_file, safe_mode=True).sampling_generator
-    from tf_models.dcgan import task as dcgan_task
-
     return dcgan_task.restore_from_checkpoint(paths).sampling_generator
+
+
+def output_folder_name(run_data, data, truncation=0.0):
+    """`evaluation`, or `evaluation-<name>` for data other than the run's own, with `-truncation-T` if truncated."""
+    name = "evaluation"
+    if data != run_data:
+        name += "-" + "".join(c if c.isalnum() or c in "._" else "-" for c in evaluator_lib.dataset_id(data))
+    return name + (f"-truncation-{truncation:g}" if truncation else "")
 
 
 def evaluate(args):
@@ -154,15 +207,19 @@ def evaluate(args):
     check_truncation(args.truncation)
     config = json.loads(paths.config_file.read_text())
     data = args.data or config["data"]
-    scorer, card = load_scorer(args.models_root, args.evaluator, config["image_size"], config["channels"], data)
+    scorer, card = load_scorer(args.models_root, args.evaluator, config["image_size"], config["channels"],
+                               config["data"])
     real = real_outputs(scorer, data, config["image_size"], config["channels"], args.batch_size,
                         config.get("tfds_data_dir") or None)
     result = compare(load_run_generator(paths), scorer, real, len(card["class_names"]), args.samples,
                      args.batch_size, args.seed, args.truncation)
     result.update(run=args.run, evaluator=args.evaluator, evaluator_test_accuracy=card["test_accuracy"], data=data)
-    output_dir = paths.log_dir / ("evaluation" if not args.truncation else f"evaluation-truncation-{args.truncation:g}")
+    names = dcgan_task.class_names(config)
+    if names:
+        result["class_names"] = list(names)
+    output_dir = paths.log_dir / output_folder_name(config["data"], data, args.truncation)
     written = [runs.write_json(output_dir / "metrics.json", result),
-               runs.atomic_write_text(output_dir / "metrics.md", table(result) + "\n")]
-    print(f"{result['samples']} generated vs {result['samples']} real held-out images "
-          f"(evaluator test accuracy {card['test_accuracy']:.4f}):\n{table(result)}")
+               runs.atomic_write_text(output_dir / "metrics.md", table(result, names) + "\n")]
+    print(f"{result['samples']} generated vs {result['samples']} real held-out images of {data} "
+          f"(evaluator test accuracy {card['test_accuracy']:.4f}):\n{table(result, names)}")
     return written

@@ -14,7 +14,9 @@ import json
 import pathlib
 
 import keras
+import tensorflow as tf
 
+from pipelines import augment
 from tf_models.core import runs
 
 FEATURES_LAYER = "features"
@@ -148,3 +150,21 @@ def load_evaluator(model_dir):
     model_dir = pathlib.Path(model_dir)
     card = read_card(model_dir / "card.json")
     return keras.models.load_model(model_dir / "model.keras"), card
+
+
+def augmented_training(dataset, seed, flip=False, translate=0):
+    """`dataset` of (images, labels) batches with random flips and shifts (`augment.flip_and_translate`).
+
+    Only the training split is given to this: the test split and every image
+    the trained evaluator scores are seen as they are. Each epoch draws new
+    flips and shifts.
+    """
+    if not flip and not translate:
+        return dataset
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def apply(batch, batch_seed):
+        images, labels = batch
+        return augment.flip_and_translate(images, batch_seed, flip, translate), labels
+
+    return tf.data.Dataset.zip((dataset, seeds)).map(apply, num_parallel_calls=tf.data.AUTOTUNE)

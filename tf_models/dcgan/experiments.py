@@ -19,7 +19,6 @@ noise) and `losses.png` (generator and discriminator losses per epoch).
 import dataclasses
 import pathlib
 
-import numpy as np
 
 from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import images as image_helpers
@@ -27,8 +26,12 @@ from tf_models.core import config as config_lib
 from tf_models.core import figures, runner, runs
 from tf_models.dcgan import task as dcgan_task
 from tf_models.dcgan import evaluation as gan_evaluation
+from tf_models.dcgan import inference as dcgan_inference
+from tf_models.dcgan import model as dcgan
 
 DEFAULT_PRESETS = ("baseline", "more_epochs", "low_lr_d")
+# The conditional variant of the Fashion-MNIST comparison (`run_experiments.py --conditional`).
+CONDITIONAL_PRESET = "fashion64_conditional"
 # label -> DCGAN preset of the equal-budget comparison.
 RECIPES = {"project": "mnist", "tutorial": "tutorial_step"}
 # Budgeted runs stop at their budget, not at an epoch count.
@@ -113,30 +116,38 @@ def score_runs(trained, evaluator, data, models_root, samples, batch_size, seed=
             "training_seconds": clock["seconds"], "steps": clock["steps"], "batch_size": run.batch_size,
             "images_per_second": clock["steps"] * run.batch_size / clock["seconds"] if clock["seconds"] else 0.0,
         })
+        if "class_accuracy" in results[run.label]:
+            comparison["runs"][-1]["class_accuracy"] = results[run.label]["class_accuracy"]
     return comparison
 
 
-def _score_cells(scores, real, num_classes):
+def _score_cells(scores, real, num_classes, class_accuracy=None):
     classes = int(round(scores["distinct_fraction"] * num_classes))
+    accuracy = f"{class_accuracy['overall']:.3f}" if class_accuracy else "-"
     return [f"{scores['realism']:.3f}", f"{classes}/{num_classes}", f"{abs(scores['class_entropy']):.3f}",
             f"{scores['inception_score']:.3f}", f"{100 * scores['inception_score'] / real['inception_score']:.0f} %",
-            f"{scores['fcd']:.3f}", f"{scores['kid']:.4f}"]
+            f"{scores['fcd']:.3f}", f"{scores['kid']:.4f}", accuracy]
 
 
 def markdown_table(comparison):
     """One row per run and one for the real held-out images (the ceiling)."""
     header = ["run", "realism", "classes produced", "class entropy", "IS proxy", "IS / real", "FCD", "KID",
-              "steps", "training time", "images/s"]
+              "class accuracy", "steps", "training time", "images/s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     real, num_classes = comparison["real"], comparison["num_classes"]
     for row in comparison["runs"]:
-        cells = [f"{row['label']} (`{row['run']}`)", *_score_cells(row["scores"], real, num_classes), str(row["steps"]),
+        cells = [f"{row['label']} (`{row['run']}`)", *_score_cells(row["scores"], real, num_classes,
+                                                                   row.get("class_accuracy")), str(row["steps"]),
                  f"{row['training_seconds'] / 60:.1f} min", f"{row['images_per_second']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("| " + " | ".join(["real (ceiling)", *_score_cells(real, real, num_classes), "", "", ""]) + " |")
+    ceiling = {"overall": comparison["evaluator_test_accuracy"]}
+    lines.append("| " + " | ".join(["real (ceiling)", *_score_cells(real, real, num_classes, ceiling), "", "", ""])
+                 + " |")
     note = (f"\n{comparison['samples']} generated images per run and as many real held-out images, scored by the "
             f"evaluator `{comparison['evaluator']}` (test accuracy {comparison['evaluator_test_accuracy']:.4f}); "
-            "FCD and KID against the other half of the real held-out images. Lower FCD/KID is better.\n")
+            "FCD and KID against the other half of the real held-out images. Lower FCD/KID is better. "
+            "Class accuracy (conditional runs): the share of images classified as the class asked for; its "
+            "ceiling is the evaluator's test accuracy.\n")
     return "\n".join(lines) + "\n" + note
 
 
@@ -144,8 +155,8 @@ def samples_figure(trained, path, count=SAMPLE_COUNT, seed=0):
     """One grid per run, side by side, from the same latent vectors."""
     grids = []
     for run in trained:
-        latent = np.random.default_rng(seed).normal(size=(count, run.generator.input_shape[-1])).astype(np.float32)
-        grids.append(image_helpers.tile_images(image_helpers.to_uint8(run.generator(latent, training=False))))
+        latent = dcgan_inference.latent_vectors(dcgan.latent_dim_of(run.generator), count, seed)
+        grids.append(image_helpers.tile_images(dcgan_inference.generate_images(run.generator, latent)))
     return figures.plot_image_rows([grids], [run.label for run in trained], path, value_range=(0, 255),
                                    panel_inches=5.0)
 

@@ -11,6 +11,13 @@ The discriminator returns a logit, and the losses are binary cross-entropy on
 logits. This is the same objective as a sigmoid output with BCE on
 probabilities, computed in a numerically stable way (log-sum-exp), and it keeps
 the loss in float32 under mixed precision.
+
+With `num_classes` > 0 the model is class-conditional (Mirza and Osindero,
+2014): the generator takes (latent, class id) and joins a learned class
+embedding to the latent vector; the discriminator judges (image, class id),
+either by projection (Miyato and Koyama, 2018: the logit is a linear function
+of the image features plus their inner product with a learned class
+embedding) or by one-hot class maps concatenated to the image channels.
 """
 
 import math
@@ -23,6 +30,9 @@ from tf_models.core import adversarial, precision, strategy
 
 SUPPORTED_IMAGE_SIZES = (28, 32, 64)
 ARCHITECTURES = ("dcgan", "tutorial")
+CONDITIONINGS = ("projection", "concat")
+LATENT_INPUT = "latent"
+CLASS_INPUT = "class_id"
 
 
 def _base_size(image_size):
@@ -37,19 +47,28 @@ def _upsampling_steps(image_size):
     return int(math.log2(image_size // _base_size(image_size)))
 
 
-def build_generator(image_size=28, channels=1, latent_dim=100, filters=64, name="generator"):
-    """Latent vector -> image in [-1, 1].
+def build_generator(image_size=28, channels=1, latent_dim=100, filters=64, name="generator", num_classes=0,
+                    embedding_dim=50):
+    """Latent vector (and, with `num_classes` > 0, class id) -> image in [-1, 1].
 
     The first transposed convolution turns the latent vector (as a 1x1 map)
     into a `base x base` map (4x4, or 7x7 for 28 px); each following one
     doubles the size and halves the filters, down to `filters` before the
     output layer. For 64 px, latent 100 and filters 32 this is the five-layer
     generator 1 -> 4 -> 8 -> 16 -> 32 -> 64 with 256, 128, 64, 32 filters.
+    A conditional generator concatenates an `embedding_dim` class embedding
+    to the latent vector before the first layer.
     """
     base = _base_size(image_size)
     steps = _upsampling_steps(image_size)
-    inputs = keras.Input(shape=(latent_dim,), name="latent")
-    x = keras.layers.Reshape((1, 1, latent_dim))(inputs)
+    latent = keras.Input(shape=(latent_dim,), name=LATENT_INPUT)
+    inputs, x = latent, latent
+    if num_classes:
+        class_id = keras.Input(shape=(), dtype="int32", name=CLASS_INPUT)
+        embedding = keras.layers.Embedding(num_classes, embedding_dim, name="class_embedding")(class_id)
+        inputs = [latent, class_id]
+        x = keras.layers.Concatenate()([latent, embedding])
+    x = keras.layers.Reshape((1, 1, x.shape[-1]))(x)
     x = keras.layers.Conv2DTranspose(filters * 2 ** (steps - 1), base, padding="valid", use_bias=False)(x)
     x = strategy.batch_normalization()(x)
     x = keras.layers.LeakyReLU(0.2)(x)
@@ -64,47 +83,103 @@ def build_generator(image_size=28, channels=1, latent_dim=100, filters=64, name=
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_discriminator(image_size=28, channels=1, filters=64, name="discriminator"):
-    """Image -> one logit (positive: real).
+def build_discriminator(image_size=28, channels=1, filters=64, name="discriminator", num_classes=0,
+                        conditioning="projection"):
+    """Image (and, with `num_classes` > 0, class id) -> one logit (positive: real).
 
     Strided 4x4 convolutions halve the size and double the filters down to the
     base map (4x4, or 7x7 for 28 px); a last convolution over the whole base
     map gives the logit. For 64 px and filters 32 this is the five-layer
     discriminator 64 -> 32 -> 16 -> 8 -> 4 -> 1.
+
+    Conditional, `conditioning` is `projection` (the logit plus the inner
+    product of the flattened base map with the class's embedding) or `concat`
+    (`num_classes` one-hot maps joined to the image channels).
     """
+    if conditioning not in CONDITIONINGS:
+        raise ValueError(f"Unknown conditioning {conditioning!r}; choose one of {', '.join(CONDITIONINGS)}.")
     base = _base_size(image_size)
     steps = _upsampling_steps(image_size)
-    inputs = keras.Input(shape=(image_size, image_size, channels), name="image")
-    x = inputs
+    image = keras.Input(shape=(image_size, image_size, channels), name="image")
+    inputs, x = image, image
+    if num_classes:
+        class_id = keras.Input(shape=(), dtype="int32", name=CLASS_INPUT)
+        inputs = [image, class_id]
+        if conditioning == "concat":
+            maps = keras.layers.CategoryEncoding(num_classes, output_mode="one_hot")(class_id)
+            maps = keras.layers.Reshape((1, 1, num_classes))(maps)
+            maps = keras.layers.UpSampling2D(image_size)(maps)
+            x = keras.layers.Concatenate()([image, maps])
     for step in range(steps):
         x = keras.layers.Conv2D(filters * 2**step, 4, strides=2, padding="same", use_bias=step == 0)(x)
         if step > 0:
             x = strategy.batch_normalization()(x)
         x = keras.layers.LeakyReLU(0.2)(x)
+    features = x
     x = keras.layers.Conv2D(1, base, padding="valid")(x)
-    outputs = keras.layers.Flatten(dtype="float32", name="logit")(x)
+    x = keras.layers.Flatten()(x)
+    if num_classes and conditioning == "projection":
+        flat = keras.layers.Flatten()(features)
+        embedding = keras.layers.Embedding(num_classes, flat.shape[-1], name="class_projection")(class_id)
+        x = keras.layers.Add()([x, keras.layers.Dot(axes=1)([flat, embedding])])
+    outputs = keras.layers.Activation("linear", dtype="float32", name="logit")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_networks(architecture, image_size, channels, latent_dim, generator_filters, discriminator_filters):
+def build_networks(architecture, image_size, channels, latent_dim, generator_filters, discriminator_filters,
+                   num_classes=0, conditioning="projection", embedding_dim=50):
     """(generator, discriminator) of `architecture`: `dcgan` (above) or `tutorial` (TF tutorial, 28x28x1)."""
-    generator = build_architecture_generator(architecture, image_size, channels, latent_dim, generator_filters)
+    generator = build_architecture_generator(architecture, image_size, channels, latent_dim, generator_filters,
+                                             num_classes=num_classes, embedding_dim=embedding_dim)
     if architecture == "tutorial":
         return generator, tutorial_dcgan.build_discriminator()
-    return generator, build_discriminator(image_size, channels, discriminator_filters)
+    return generator, build_discriminator(image_size, channels, discriminator_filters, num_classes=num_classes,
+                                          conditioning=conditioning)
 
 
-def build_architecture_generator(architecture, image_size, channels, latent_dim, filters, name_prefix=""):
+def build_architecture_generator(architecture, image_size, channels, latent_dim, filters, name_prefix="",
+                                 num_classes=0, embedding_dim=50):
     """The generator of `architecture` (see `build_networks`), its name prefixed with `name_prefix`."""
     if architecture == "dcgan":
-        return build_generator(image_size, channels, latent_dim, filters, name=f"{name_prefix}generator")
+        return build_generator(image_size, channels, latent_dim, filters, name=f"{name_prefix}generator",
+                               num_classes=num_classes, embedding_dim=embedding_dim)
     if architecture == "tutorial":
+        if num_classes:
+            raise ValueError("The tutorial architecture is unconditional; use --architecture dcgan with "
+                             "--conditional.")
         if (image_size, channels) != (tutorial_dcgan.IMAGE_SIZE, 1):
             raise ValueError(
                 f"The tutorial architecture makes 28x28x1 images, not {image_size}x{image_size}x{channels}."
             )
         return tutorial_dcgan.build_generator(latent_dim, name=f"{name_prefix}tutorial_generator")
     raise ValueError(f"Unknown DCGAN architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}.")
+
+
+def latent_dim_of(generator):
+    """The latent size of a generator, conditional (two inputs) or not."""
+    shapes = generator.input_shape
+    return (shapes[0] if isinstance(shapes, list) else shapes)[-1]
+
+
+def num_classes_of(generator):
+    """The number of classes a conditional generator takes (0: unconditional)."""
+    if not isinstance(generator.input_shape, list):
+        return 0
+    return generator.get_layer("class_embedding").input_dim
+
+
+def generator_inputs(generator, latent, class_ids=None):
+    """The generator's input for `latent` (and `class_ids`, required when it is conditional)."""
+    if not num_classes_of(generator):
+        return latent
+    if class_ids is None:
+        raise ValueError("This generator is class-conditional: give the class of each image.")
+    return [tf.convert_to_tensor(latent), tf.cast(class_ids, tf.int32)]
+
+
+def balanced_class_ids(count, num_classes):
+    """0, 1, ..., num_classes - 1, 0, 1, ...: `count` class ids, every class equally often (+-1)."""
+    return tf.range(count, dtype=tf.int32) % num_classes
 
 
 def _binary_cross_entropy(target, logits):
@@ -131,6 +206,15 @@ class DCGAN(adversarial.AdversarialModel):
             the generator's weights, e.g. 0.999 (`AdversarialModel`): `generate`,
             inference calls of the model, and the task's sample grids, exports
             and scoring then sample the average.
+        num_classes: 0 (unconditional) or the number of classes: the model
+            then trains on (image, label) batches, its generator takes
+            (latent, class id) and its discriminator (image, class id).
+        conditioning: how the discriminator takes the class, `projection` or
+            `concat` (see `build_discriminator`).
+        embedding_dim: size of the generator's class embedding.
+        class_names: the names of the `num_classes` classes, in label order
+            (kept with the model, so a saved model can be asked for a class
+            by name); empty: none.
 
     Example:
 
@@ -156,9 +240,15 @@ class DCGAN(adversarial.AdversarialModel):
         seed=None,
         architecture="dcgan",
         ema_decay=0.0,
+        num_classes=0,
+        conditioning="projection",
+        embedding_dim=50,
+        class_names=(),
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if class_names and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes; give one name per class.")
         self.image_size = image_size
         self.channels = channels
         self.latent_dim = latent_dim
@@ -167,11 +257,17 @@ class DCGAN(adversarial.AdversarialModel):
         self.real_label = real_label
         self.seed = seed
         self.architecture = architecture
+        self.num_classes = num_classes
+        self.conditioning = conditioning
+        self.embedding_dim = embedding_dim
+        self.class_names = tuple(class_names)
         self.generator, self.discriminator = build_networks(
-            architecture, image_size, channels, latent_dim, generator_filters, discriminator_filters
+            architecture, image_size, channels, latent_dim, generator_filters, discriminator_filters,
+            num_classes, conditioning, embedding_dim,
         )
         self.init_average_generator(ema_decay, lambda: build_architecture_generator(
-            architecture, image_size, channels, latent_dim, generator_filters, name_prefix="average_"
+            architecture, image_size, channels, latent_dim, generator_filters, name_prefix="average_",
+            num_classes=num_classes, embedding_dim=embedding_dim,
         ))
         self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
         self.generator_loss_tracker = keras.metrics.Mean(name="generator_loss")
@@ -192,6 +288,10 @@ class DCGAN(adversarial.AdversarialModel):
             seed=self.seed,
             architecture=self.architecture,
             ema_decay=self.ema_decay,
+            num_classes=self.num_classes,
+            conditioning=self.conditioning,
+            embedding_dim=self.embedding_dim,
+            class_names=list(self.class_names),
         )
         return config
 
@@ -204,8 +304,9 @@ class DCGAN(adversarial.AdversarialModel):
             self.fake_score_tracker,
         ]
 
-    def call(self, latent, training=False):
-        return (self.generator if training else self.sampling_generator)(latent, training=training)
+    def call(self, inputs, training=False):
+        """Images from `latent`, or from `(latent, class_ids)` when conditional."""
+        return (self.generator if training else self.sampling_generator)(inputs, training=training)
 
     def sample_latent(self, batch_size):
         return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
@@ -220,10 +321,31 @@ class DCGAN(adversarial.AdversarialModel):
         """
         return strategy.replica_rows(self.sample_latent(batch_size * strategy.num_replicas()), batch_size)
 
-    def generate(self, count, seed=None):
-        """`count` images in [-1, 1] from fresh noise."""
+    def sample_replica_class_ids(self, batch_size):
+        """Uniform class ids for this replica's generated images, sliced from one global draw."""
+        global_batch = batch_size * strategy.num_replicas()
+        class_ids = keras.random.randint((global_batch,), 0, self.num_classes, seed=self.seed_generator,
+                                         dtype="int32")
+        return strategy.replica_rows(class_ids, batch_size)
+
+    def generate(self, count, seed=None, class_ids=None):
+        """`count` images in [-1, 1] from fresh noise; conditional: of `class_ids` (default: every class in turn)."""
         latent = keras.random.normal((count, self.latent_dim), seed=seed)
-        return self.sampling_generator(latent, training=False)
+        if self.num_classes and class_ids is None:
+            class_ids = balanced_class_ids(count, self.num_classes)
+        return self.sampling_generator(generator_inputs(self.sampling_generator, latent, class_ids), training=False)
+
+    def _split_batch(self, data):
+        """(real images, their labels or None) of a batch."""
+        if not self.num_classes:
+            return (data[0] if isinstance(data, (tuple, list)) else data), None
+        if not isinstance(data, (tuple, list)) or len(data) < 2:
+            raise ValueError("A conditional DCGAN trains on (image, label) batches; the data gave images only.")
+        return data[0], tf.cast(data[1], tf.int32)
+
+    def _judge(self, images, class_ids):
+        inputs = images if class_ids is None else [images, class_ids]
+        return self.discriminator(inputs, training=True)
 
     def train_step(self, data):
         """One alternating update: the discriminator, then the generator against the updated discriminator.
@@ -235,15 +357,17 @@ class DCGAN(adversarial.AdversarialModel):
         still goes through the updated discriminator. `make bench` times this
         step against the TF tutorial's (docs/benchmarks.md).
         """
-        real_images = data[0] if isinstance(data, (tuple, list)) else data
+        real_images, real_labels = self._split_batch(data)
         batch_size = tf.shape(real_images)[0]
+        latent = self.sample_replica_latent(batch_size)
+        fake_labels = self.sample_replica_class_ids(batch_size) if self.num_classes else None
 
         with tf.GradientTape() as generator_tape:
-            fake_images = self.generator(self.sample_replica_latent(batch_size), training=True)
+            fake_images = self.generator(generator_inputs(self.generator, latent, fake_labels), training=True)
             with generator_tape.stop_recording():
                 with tf.GradientTape() as tape:
-                    real_logits = self.discriminator(real_images, training=True)
-                    fake_logits = self.discriminator(fake_images, training=True)
+                    real_logits = self._judge(real_images, real_labels)
+                    fake_logits = self._judge(fake_images, fake_labels)
                     discriminator_loss = precision.replica_mean(
                         _binary_cross_entropy(self.real_label, real_logits)
                         + _binary_cross_entropy(0.0, fake_logits)
@@ -251,7 +375,7 @@ class DCGAN(adversarial.AdversarialModel):
                 precision.minimize(
                     tape, discriminator_loss, self.discriminator.trainable_variables, self.discriminator_optimizer
                 )
-            generated_logits = self.discriminator(fake_images, training=True)
+            generated_logits = self._judge(fake_images, fake_labels)
             generator_loss = precision.replica_mean(_binary_cross_entropy(1.0, generated_logits))
         precision.minimize(
             generator_tape, generator_loss, self.generator.trainable_variables, self.generator_optimizer

@@ -35,6 +35,12 @@ class DCGANConfig(config_lib.TrainConfig):
     evaluator: str = option("", "an evaluator run (saved_models/evaluator/NAME) to score samples during training")
     evaluate_every: int = option(1, "with --evaluator: score every N epochs (IS, FCD, KID... to TensorBoard)")
     evaluation_samples: int = option(1000, "with --evaluator: generated images per scoring")
+    conditional: bool = option(False, "class-conditional: the generator takes a class, the discriminator judges "
+                                      "(image, class); needs labelled data")
+    conditioning: str = option("projection", "with --conditional: how the discriminator takes the class, "
+                                             "projection (Miyato & Koyama, 2018) or concat (one-hot class maps)")
+    class_names: str = option("", "with --conditional: the classes, comma-separated, in label order; "
+                                  "empty reads them from the data")
 
 
 _FASHION_64 = dict(image_size=64, channels=1, latent_dim=100, generator_filters=32, discriminator_filters=32,
@@ -59,6 +65,10 @@ PRESETS = {
     "tutorial": dict(image_size=28, channels=1, architecture="tutorial", batch_size=256, learning_rate=1e-4,
                      beta_1=0.9),
 }
+# Class-conditional variants of the MNIST, Fashion-MNIST 64x64 and CIFAR-10 recipes.
+PRESETS["mnist_conditional"] = dict(PRESETS["mnist"], conditional=True)
+PRESETS["fashion64_conditional"] = dict(_FASHION_64, epochs=20, conditional=True)
+PRESETS["cifar10_conditional"] = dict(PRESETS["cifar10"], conditional=True, ema_decay=0.999)
 # The tutorial's recipe as published: its networks, optimizers and batch, trained by its own step.
 PRESETS["tutorial_step"] = dict(PRESETS["tutorial"], train_step="tutorial")
 TRAIN_STEPS = ("dcgan", "tutorial")
@@ -71,7 +81,31 @@ def _native_shape(data, tfds_data_dir):
 
     split = sources.load(data, tfds_data_dir=tfds_data_dir or None)
     image, _ = next(iter(split.dataset.take(1)))
-    return image.shape[0], split.channels
+    return image.shape[0], split.channels, split.class_names
+
+
+def class_names(config):
+    """The class names of a conditional run's config (a DCGANConfig or its config.json dict); () if unconditional."""
+    fields = config if isinstance(config, dict) else dataclasses.asdict(config)
+    if not fields.get("conditional"):
+        return ()
+    return tuple(name.strip() for name in fields.get("class_names", "").split(",") if name.strip())
+
+
+def _joined_class_names(names):
+    commas = [name for name in names if "," in name]
+    if commas:
+        raise ValueError(f"Class names {commas} contain a comma; give --class-names without commas in a name.")
+    return ",".join(names)
+
+
+def _check_conditional(config):
+    if config.conditioning not in dcgan.CONDITIONINGS:
+        raise ValueError(f"Unknown --conditioning {config.conditioning!r}; choose one of "
+                         f"{', '.join(dcgan.CONDITIONINGS)}.")
+    if config.conditional and (config.architecture != "dcgan" or config.train_step != "dcgan"):
+        raise ValueError("--conditional trains the project's networks and step: use --architecture dcgan "
+                         "--train-step dcgan (the tutorial's are unconditional).")
 
 
 def _check_train_step(config):
@@ -98,13 +132,16 @@ class DCGANTask(runner.Task):
         self.fixed_noise = None
 
     def resolve(self, config):
-        """Checks the train step's needs; fills image_size and channels from the data when they are 0."""
+        """Checks the train step's needs; fills image_size, channels and class names from the data when unset."""
         _check_train_step(config)
-        if config.image_size and config.channels:
+        _check_conditional(config)
+        if config.image_size and config.channels and (class_names(config) or not config.conditional):
             return config
-        native_size, native_channels = _native_shape(config.data, config.tfds_data_dir)
+        native_size, native_channels, native_names = _native_shape(config.data, config.tfds_data_dir)
         size = config.image_size or (native_size if native_size in dcgan.SUPPORTED_IMAGE_SIZES else 28)
-        return dataclasses.replace(config, image_size=size, channels=config.channels or native_channels)
+        names = config.class_names or (_joined_class_names(native_names) if config.conditional else "")
+        return dataclasses.replace(config, image_size=size, channels=config.channels or native_channels,
+                                   class_names=names)
 
     def build_data(self, config):
         return gan_pipeline.build_gan_data(
@@ -114,6 +151,7 @@ class DCGANTask(runner.Task):
             config.batch_size,
             seed=config.seed,
             tfds_data_dir=config.tfds_data_dir or None,
+            labels=config.conditional,
         )
 
     def build_model(self, config, data):
@@ -134,6 +172,9 @@ class DCGANTask(runner.Task):
             seed=config.seed,
             architecture=config.architecture,
             ema_decay=config.ema_decay,
+            num_classes=len(class_names(config)),
+            class_names=class_names(config),
+            conditioning=config.conditioning,
         )
         model.compile(
             generator_optimizer=keras.optimizers.Adam(beta_1=config.beta_1),
@@ -146,6 +187,8 @@ class DCGANTask(runner.Task):
             optimizer.learning_rate = rate
         noise = tf.random.stateless_normal((config.sample_count, config.latent_dim), seed=(config.seed, 7))
         self.fixed_noise = tf.Variable(noise, trainable=False, name="fixed_noise")
+        num_classes = len(class_names(config))
+        self.fixed_class_ids = dcgan.balanced_class_ids(config.sample_count, num_classes) if num_classes else None
         return model
 
     def checkpoint_items(self, model):
@@ -159,7 +202,9 @@ class DCGANTask(runner.Task):
 
     def callbacks(self, model, paths, config):
         grid = callbacks_lib.SampleGrid(
-            render=lambda: model.sampling_generator(self.fixed_noise, training=False),
+            render=lambda: model.sampling_generator(
+                dcgan.generator_inputs(model.sampling_generator, self.fixed_noise, self.fixed_class_ids),
+                training=False),
             samples_dir=paths.samples_dir,
             gif_path=paths.log_dir / "evolution.gif",
             log_dir=paths.log_dir,
@@ -175,9 +220,9 @@ class DCGANTask(runner.Task):
         return serving_endpoints(model.sampling_generator)
 
     def deployment_examples(self, model, config, split, count):
-        """Latent vectors (the generator's real input distribution); no targets."""
+        """Latent vectors (the generator's real input distribution) and, conditional, class ids; no targets."""
         rng = np.random.default_rng([config.seed, 0 if split == "train" else 1])
-        return {"latent": rng.normal(size=(count, config.latent_dim)).astype(np.float32)}, None
+        return example_inputs(model.sampling_generator, rng, count), None
 
 
 class GanQuality(keras.callbacks.Callback):
@@ -216,9 +261,13 @@ class GanQuality(keras.callbacks.Callback):
             for key, value in result["generated"].items():
                 tf.summary.scalar(f"quality/{key}", value, step=epoch + 1)
                 tf.summary.scalar(f"quality_real/{key}", result["real"][key], step=epoch + 1)
+            if "class_accuracy" in result:
+                tf.summary.scalar("quality/class_accuracy", result["class_accuracy"]["overall"], step=epoch + 1)
         self.writer.flush()
         if logs is not None:
             logs.update({f"quality_{key}": value for key, value in result["generated"].items()})
+            if "class_accuracy" in result:
+                logs["quality_class_accuracy"] = result["class_accuracy"]["overall"]
 
 
 def restore_from_checkpoint(paths):
@@ -229,21 +278,44 @@ def restore_from_checkpoint(paths):
 
 
 def serving_endpoints(generator):
-    """`serving_default`: latent float32 [N, latent_dim] -> {"images": uint8 [N, H, W, C]}."""
-    latent_dim = generator.input_shape[-1]
+    """`serving_default`: latent float32 [N, latent_dim] (and class_id int32 [N]) -> {"images": uint8 [N, H, W, C]}.
 
-    def from_latent(latent):
-        images = generator(latent, training=False)
+    `generate` takes (count, seed) and, for a conditional generator, one
+    class_id for all `count` images.
+    """
+    latent_dim = dcgan.latent_dim_of(generator)
+    latent_spec = tf.TensorSpec([None, latent_dim], tf.float32, name=dcgan.LATENT_INPUT)
+    count_spec, seed_spec = tf.TensorSpec([], tf.int32, name="count"), tf.TensorSpec([], tf.int32, name="seed")
+
+    def to_uint8(images):
         return {SERVING_OUTPUT: tf.cast(tf.round((images + 1.0) * 127.5), tf.uint8)}
 
-    def from_seed(count, seed):
-        latent = tf.random.stateless_normal(tf.stack([count, latent_dim]), seed=tf.stack([seed, 0]))
-        return from_latent(latent)
+    def seeded_latent(count, seed):
+        return tf.random.stateless_normal(tf.stack([count, latent_dim]), seed=tf.stack([seed, 0]))
+
+    if not dcgan.num_classes_of(generator):
+        return {
+            "serving_default": (lambda latent: to_uint8(generator(latent, training=False)), [latent_spec]),
+            "generate": (lambda count, seed: to_uint8(generator(seeded_latent(count, seed), training=False)),
+                         [count_spec, seed_spec]),
+        }
+
+    def from_latent(latent, class_id):
+        return to_uint8(generator([latent, class_id], training=False))
+
+    def from_seed(count, seed, class_id):
+        return from_latent(seeded_latent(count, seed), tf.fill(tf.reshape(count, [1]), class_id))
 
     return {
-        "serving_default": (from_latent, [tf.TensorSpec([None, latent_dim], tf.float32, name="latent")]),
-        "generate": (
-            from_seed,
-            [tf.TensorSpec([], tf.int32, name="count"), tf.TensorSpec([], tf.int32, name="seed")],
-        ),
+        "serving_default": (from_latent, [latent_spec, tf.TensorSpec([None], tf.int32, name=dcgan.CLASS_INPUT)]),
+        "generate": (from_seed, [count_spec, seed_spec, tf.TensorSpec([], tf.int32, name=dcgan.CLASS_INPUT)]),
     }
+
+
+def example_inputs(generator, rng, count):
+    """Serving inputs of `count` images: normal latents and, conditional, every class in turn."""
+    inputs = {dcgan.LATENT_INPUT: rng.normal(size=(count, dcgan.latent_dim_of(generator))).astype(np.float32)}
+    num_classes = dcgan.num_classes_of(generator)
+    if num_classes:
+        inputs[dcgan.CLASS_INPUT] = (np.arange(count) % num_classes).astype(np.int32)
+    return inputs

@@ -12,7 +12,9 @@ import tensorflow as tf
 
 from pipelines import classification
 from tf_models.pneumonia import model as pneumonia
+from tf_models.core import callback_state
 from tf_models.core import callbacks as callbacks_lib
+from tf_models.core import checkpoints
 from tf_models.core import config as config_lib
 from tf_models.core import export as export_lib
 from tf_models.core import runner, runs
@@ -93,6 +95,7 @@ class PneumoniaTask(runner.Task):
 
     def __init__(self):
         self.data = None
+        self.callback_state = None
 
     def build_data(self, config):
         self.data = build_data(config)
@@ -111,16 +114,33 @@ class PneumoniaTask(runner.Task):
         model.optimizer.build(model.trainable_variables)
         return model
 
+    def checkpoint_items(self, model):
+        """EarlyStopping's and ReduceLROnPlateau's state (counters, best value and weights), so a resumed run
+        stops and lowers its learning rate when an uninterrupted one would."""
+        self.callback_state = callback_state.CallbackState(
+            model, early_stopping=True, reduce_learning_rate=True, early_stopping_weights=True
+        )
+        return {"callback_state": checkpoints.OptionalItem(self.callback_state)}
+
+    def learning_rates(self, model, config):
+        if self.callback_state is None:
+            return [(model.optimizer, config.learning_rate)]
+        return [(model.optimizer, self.callback_state.learning_rate(model.optimizer, config.learning_rate))]
+
     def callbacks(self, model, paths, config):
         if self.data is not None:
             write_data_summary(self.data, paths)
-        return [
-            callbacks_lib.BestModel(paths.model_dir / "best.keras", "val_auc", "max", paths.log_dir / "history.csv"),
-            keras.callbacks.EarlyStopping(
-                monitor="val_auc", mode="max", patience=config.patience, restore_best_weights=True
-            ),
-            keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.5, patience=2, min_lr=1e-6),
-        ]
+        early_stopping = keras.callbacks.EarlyStopping(
+            monitor="val_auc", mode="max", patience=config.patience, restore_best_weights=True
+        )
+        plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.5, patience=2,
+                                                    min_lr=1e-6)
+        kept = [early_stopping, plateau]
+        if self.callback_state is not None:
+            kept.append(self.callback_state.callback(early_stopping=early_stopping, reduce_learning_rate=plateau))
+        best_model = callbacks_lib.BestModel(paths.model_dir / "best.keras", "val_auc", "max",
+                                             paths.log_dir / "history.csv")
+        return [best_model] + kept
 
     def adopt_saved_model(self, model, saved, config):
         """The saved functional model itself: a single CNN or an ensemble (`build_ensemble_run`)."""

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipelines import images, segmentation
+from pipelines import images
 from tf_models.unet import model as unet
 from tf_models.core import images as image_helpers
 from tf_models.core import runs
@@ -127,7 +127,7 @@ def write_masks(model, image_paths, output_dir, rle_csv=None, batch_size=8):
         for path, (_, probability) in zip(chunk, predict_images(model, originals, batch_size)):
             mask = (probability >= 0.5).astype(np.uint8)
             written.append(runs.atomic_write_bytes(output_dir / f"{path.stem}_mask.png", image_helpers.encode_png(mask * 255)))
-            rows.append((path.name, segmentation.rle_encode(mask)))
+            rows.append((path.name, rle_encode(mask)))
     if rle_csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -135,3 +135,38 @@ def write_masks(model, image_paths, output_dir, rle_csv=None, batch_size=8):
         writer.writerows(rows)
         written.append(runs.atomic_write_text(rle_csv, buffer.getvalue()))
     return written
+
+
+def rle_encode(mask):
+    """Binary mask [H, W] (or [H, W, 1]) -> Kaggle Carvana run-length string.
+
+    The Carvana convention (the competition's `train_masks.csv` and its
+    submission files): the mask is flattened row by row (left to right, then top
+    to bottom), pixels are numbered from 1, and the string is space-separated
+    `start length` pairs of the foreground runs; an empty mask is "". (Other
+    Kaggle competitions, e.g. Airbus ships, number pixels column by column instead.)
+    """
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[-1] == 1:
+        mask = mask[..., 0]
+    if mask.ndim != 2:
+        raise ValueError(f"rle_encode needs a 2-D mask [H, W], got shape {mask.shape}.")
+    pixels = np.concatenate([[0], (mask.reshape(-1) > 0).astype(np.int8), [0]])
+    runs = np.flatnonzero(pixels[1:] != pixels[:-1]) + 1
+    runs[1::2] -= runs[::2]
+    return " ".join(str(value) for value in runs)
+
+
+def rle_decode(rle, shape):
+    """Kaggle Carvana run-length string -> uint8 0/1 mask of `shape` (height, width); see `rle_encode`."""
+    height, width = shape
+    values = np.asarray(str(rle).split(), dtype=np.int64)
+    if values.size % 2:
+        raise ValueError(f"A run-length string needs start/length pairs; got {values.size} numbers.")
+    starts, lengths = values[0::2] - 1, values[1::2]
+    if values.size and (starts.min() < 0 or lengths.min() < 1 or (starts + lengths).max() > height * width):
+        raise ValueError(f"Run-length string does not fit a {height}x{width} mask (1-indexed starts, positive lengths).")
+    flat = np.zeros(height * width, dtype=np.uint8)
+    for start, length in zip(starts, lengths):
+        flat[start : start + length] = 1
+    return flat.reshape(height, width)
