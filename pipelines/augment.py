@@ -3,13 +3,23 @@
 A degradation recipe is a string of steps joined by `+`, each `name:value`:
 
     noise:0.05          additive Gaussian noise, sigma in units of the full range
-    poisson:200         low-dose (Poisson) noise at this many photons for a full-scale pixel
+    poisson:200         low-dose (Poisson) noise at this many photons for a full-scale pixel (below)
     blur:1.5            Gaussian blur, sigma in pixels
     down:2              downsample by this factor (area), upsample back (bicubic)
     jpeg:30             JPEG compression at this quality
     contrast:0.6        contrast scaled towards the image mean by this factor
 
-e.g. `down:2+noise:0.02`. Images are float32 in [0, 1], shape [H, W, C]; every
+e.g. `down:2+noise:0.02`. A range `low-high` in place of the value
+(`noise:0.01-0.08`, also for `poisson` and `contrast`) draws the value
+uniformly in [low, high] for each image, from the image's seed: a model
+trained on a range of noise levels is a blind denoiser.
+
+`poisson:P` is the low-dose model of a photon-counting detector: a pixel of
+value x in [0, 1] receives Poisson(P x) photons and the degraded value is the
+count divided by P, so its variance is x / P (signal-dependent: the brighter
+the tissue, the noisier in absolute terms, the cleaner relative to its value).
+
+Images are float32 in [0, 1], shape [H, W, C]; every
 step is a stateless function of its seed, so a seed gives the same degraded
 image every time, and the result stays in [0, 1].
 """
@@ -77,23 +87,42 @@ DEGRADATIONS = {
 }
 
 
+RANGED = ("noise", "poisson", "contrast")
+
+
+def _parse_value(name, part, value):
+    ranged = name in RANGED and "-" in value.lstrip("-")
+    low, separator, high = value.partition("-") if ranged else (value, "", "")
+    try:
+        values = (float(low), float(high)) if separator else (float(value),)
+    except ValueError:
+        ranges = f" or a range low-high (for {', '.join(RANGED)}: e.g. noise:0.01-0.08)" if separator else ""
+        raise ValueError(f"Degradation {part!r} needs a number after ':' (e.g. noise:0.05){ranges}.") from None
+    if min(values) <= 0 or (name == "jpeg" and not 1 <= values[0] <= 100):
+        raise ValueError(f"Degradation {part!r}: the value must be positive (jpeg: 1 to 100).")
+    if separator and values[0] >= values[1]:
+        raise ValueError(f"Degradation {part!r}: a range low-high needs low < high.")
+    return values if separator else values[0]
+
+
 def parse_recipe(recipe):
-    """`"down:2+noise:0.02"` -> `[("down", 2.0), ("noise", 0.02)]`, with clear errors."""
+    """`"down:2+noise:0.02-0.08"` -> `[("down", 2.0), ("noise", (0.02, 0.08))]`, with clear errors."""
     steps = []
     for part in filter(None, (piece.strip() for piece in recipe.split("+"))):
         name, _, value = part.partition(":")
         if name not in DEGRADATIONS:
             raise ValueError(f"Unknown degradation {name!r} in {recipe!r}; choose from {', '.join(DEGRADATIONS)}.")
-        try:
-            value = float(value)
-        except ValueError:
-            raise ValueError(f"Degradation {part!r} needs a number after ':' (e.g. noise:0.05).") from None
-        if value <= 0 or (name == "jpeg" and not 1 <= value <= 100):
-            raise ValueError(f"Degradation {part!r}: the value must be positive (jpeg: 1 to 100).")
-        steps.append((name, value))
+        steps.append((name, _parse_value(name, part, value)))
     if not steps:
         raise ValueError(f"Empty degradation recipe {recipe!r}.")
     return steps
+
+
+def _draw(value, seed):
+    if not isinstance(value, tuple):
+        return value
+    low, high = value
+    return low + (high - low) * tf.random.stateless_uniform([], seed=tf.random.experimental.stateless_fold_in(seed, 1))
 
 
 def degrade(image, recipe, seed):
@@ -101,7 +130,7 @@ def degrade(image, recipe, seed):
     seed = tf.convert_to_tensor(seed, tf.int32)
     for index, (name, value) in enumerate(parse_recipe(recipe) if isinstance(recipe, str) else recipe):
         step_seed = tf.random.experimental.stateless_fold_in(seed, index)
-        image = DEGRADATIONS[name](image, value, step_seed)
+        image = DEGRADATIONS[name](image, _draw(value, step_seed), step_seed)
     return tf.clip_by_value(image, 0.0, 1.0)
 
 

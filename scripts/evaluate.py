@@ -3,7 +3,7 @@
 Examples:
   python scripts/evaluate.py --task gan --run mnist --evaluator mnist
   python scripts/evaluate.py --task gan-reference --evaluator mnist28 --data ../shared/datasets/mnist --image-size 28
-  python scripts/evaluate.py --task pix2pix --run mias-noise
+  python scripts/evaluate.py --task pix2pix --run mias-noise --baselines bm3d,nlmeans
   python scripts/evaluate.py --task unet --run carvana
   python scripts/evaluate.py --task pneumonia --run xray
 

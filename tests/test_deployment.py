@@ -126,10 +126,10 @@ def test_export_script_reads_a_checkpoint_or_model_keras(tmp_path):
 
 
 def test_pix2pix_export_report_tells_the_enhancer_its_tile_size(exported):
-    from tf_models.pix2pix import task as pix2pix_task
+    from tf_models.pix2pix import inference as pix2pix_inference
 
     entry = exported["pix2pix"]
     assert entry["report"]["tile_size"] == entry["config"].image_size
-    enhancer = pix2pix_task.load_enhancer(entry["paths"].serving_dir / "1")
+    enhancer = pix2pix_inference.load_enhancer(entry["paths"].serving_dir / "1")
     assert (enhancer.tile_size, enhancer.size_multiple) == (entry["config"].image_size,
                                                            2**entry["config"].generator_depth)

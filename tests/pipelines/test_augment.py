@@ -67,3 +67,33 @@ def test_foreground_crops_prefer_tissue_and_are_seeded():
                                   augment.foreground_crop(mammogram, 32, [7, 1], 4, 0.04))
     np.testing.assert_array_equal(augment.foreground_crop(mammogram, 32, [7, 1]),
                                   tf.image.stateless_random_crop(mammogram, [32, 32, 1], seed=[7, 1]))
+
+
+def test_a_noise_range_draws_one_sigma_per_image_from_its_seed():
+    clean = tf.fill((128, 128, 1), 0.5)
+    assert augment.parse_recipe("noise:0.01-0.08") == [("noise", (0.01, 0.08))]
+    sigmas = [float(tf.math.reduce_std(augment.degrade(clean, "noise:0.01-0.08", [seed, 0]))) for seed in range(12)]
+    assert min(sigmas) > 0.009 and max(sigmas) < 0.082, sigmas
+    assert max(sigmas) - min(sigmas) > 0.02, sigmas
+    np.testing.assert_array_equal(augment.degrade(clean, "noise:0.01-0.08", [3, 0]).numpy(),
+                                  augment.degrade(clean, "noise:0.01-0.08", [3, 0]).numpy())
+
+
+def test_fixed_values_are_unchanged_by_the_range_syntax():
+    clean = image()
+    expected = tf.clip_by_value(clean + 0.05 * tf.random.stateless_normal(
+        clean.shape, seed=tf.random.experimental.stateless_fold_in(tf.constant([1, 2]), 0)), 0.0, 1.0)
+    np.testing.assert_allclose(augment.degrade(clean, "noise:0.05", [1, 2]).numpy(), expected.numpy(), atol=1e-7)
+
+
+def test_poisson_variance_is_the_value_over_the_photons():
+    clean = tf.fill((200, 200, 1), 0.4)
+    low_dose = augment.degrade(clean, "poisson:100", [0, 0])
+    assert abs(float(tf.math.reduce_variance(low_dose)) - 0.4 / 100) < 0.0003
+
+
+@pytest.mark.parametrize("recipe, message", [("blur:1-2", "needs a number"), ("noise:0.08-0.01", "low < high"),
+                                             ("noise:0-0.05", "positive"), ("down:1-2", "needs a number")])
+def test_bad_ranges(recipe, message):
+    with pytest.raises(ValueError, match=message):
+        augment.parse_recipe(recipe)

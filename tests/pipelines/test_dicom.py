@@ -13,7 +13,7 @@ from pydicom import uid
 from pipelines import classification, dicom, images, paired
 from scripts import enhance as enhance_script
 from tf_models.app import backend
-from tf_models.pix2pix import task as pix2pix_task
+from tf_models.pix2pix import inference as pix2pix_inference
 
 
 def bundled_file(name):
@@ -225,7 +225,7 @@ def test_app_reads_a_dicom_upload_and_refuses_a_colour_one(tmp_path):
 
 def stub_enhancer(function):
     """An `Enhancer` whose exported signature is replaced by `function` on [0, 1] images."""
-    return pix2pix_task.Enhancer(lambda image: {"enhanced": function(image)}, size_multiple=8, tile_size=16)
+    return pix2pix_inference.Enhancer(lambda image: {"enhanced": function(image)}, size_multiple=8, tile_size=16)
 
 
 def test_enhancing_a_sixteen_bit_monochrome1_dicom_writes_a_derived_dicom(tmp_path):
@@ -276,8 +276,8 @@ def test_a_modality_lut_source_is_not_written_back(tmp_path):
 
 
 def test_enhance_script_writes_a_dicom_for_a_dicom_and_a_png_for_a_png(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(pix2pix_task, "latest_serving_dir", lambda paths: tmp_path)
-    monkeypatch.setattr(pix2pix_task, "load_enhancer", lambda folder: stub_enhancer(tf.identity))
+    monkeypatch.setattr(pix2pix_inference, "latest_serving_dir", lambda paths: tmp_path)
+    monkeypatch.setattr(pix2pix_inference, "load_enhancer", lambda folder: stub_enhancer(tf.identity))
     source = write_dicom(tmp_path / "in" / "scan.dcm", ramp(high=4095), bits_stored=12, photometric="MONOCHROME1")
     png = tmp_path / "in" / "film.png"
     iio.imwrite(png, ramp(high=255).astype(np.uint8))

@@ -105,39 +105,6 @@ def test_few_steps_lower_l1_on_real_mammogram_crops():
     assert history["l1_loss"][-1] < history["l1_loss"][0], history["l1_loss"]
 
 
-def test_tiled_enhancement_equals_whole_image_for_a_local_model():
-    """A model whose output depends only on nearby pixels gives the same result tiled or whole."""
-    inputs = keras.Input((None, None, 1))
-    local = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same", kernel_initializer="ones")(inputs) / 9.0)
-    image = tf.random.uniform((100, 75, 1), -1, 1, seed=3)
-    tiled = pix2pix.enhance_tiled(local, image, tile=32, overlap=6)
-    whole = local(tf.pad(image, [[0, 0], [0, 0], [0, 0]])[None])[0]
-    np.testing.assert_allclose(tiled.numpy()[2:-2, 2:-2], whole.numpy()[2:-2, 2:-2], atol=1e-5)
-    assert tiled.shape == image.shape
-
-
-def test_enhancer_tiles_at_its_training_size_unless_asked_for_the_whole_image():
-    """A model whose output depends on the whole input's statistics (as instance norm does) sees only a tile."""
-    def signature(image):
-        return {"enhanced": image - tf.reduce_mean(image, axis=[1, 2, 3], keepdims=True) + 0.5}
-
-    enhancer = pix2pix_task.Enhancer(signature, size_multiple=8, tile_size=32)
-    image = np.zeros((64, 64, 1), np.float32)
-    image[:, 32:] = 0.8
-    whole = enhancer.enhance(image, tile=0)
-    np.testing.assert_allclose(whole, np.clip(image - 0.4 + 0.5, 0, 1), atol=1e-6)
-    tiled = enhancer.enhance(image)
-    np.testing.assert_allclose(tiled[:20, :20], 0.5, atol=1e-6)
-    assert not np.allclose(tiled, whole)
-
-
-def test_tiling_arguments_are_checked():
-    with pytest.raises(ValueError, match="multiple of 8"):
-        pix2pix.enhance_tiled(None, tf.zeros((40, 40, 1)), tile=30, overlap=4, size_multiple=8)
-    with pytest.raises(ValueError, match="overlap"):
-        pix2pix.enhance_tiled(None, tf.zeros((40, 40, 1)), tile=32, overlap=20)
-
-
 def test_train_export_evaluate_and_enhance_a_sixteen_bit_file(tmp_path):
     roots = dict(logs_root=str(tmp_path / "logs"), models_root=str(tmp_path / "models"))
     config = config_lib.make_config(
@@ -158,7 +125,7 @@ def test_train_export_evaluate_and_enhance_a_sixteen_bit_file(tmp_path):
     )
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     metrics_json = (result.paths.log_dir / "evaluation" / "metrics.json").read_text()
-    assert "baseline_breast_psnr" in metrics_json and "model_whole_ssim" in metrics_json
+    assert "input_breast_psnr" in metrics_json and "model_whole_ssim" in metrics_json
     assert json.loads(metrics_json)["tile"] == 32, "evaluation tiles at the training crop size"
 
     scan = np.random.default_rng(0).integers(0, 65535, size=(45, 70), dtype=np.uint16)
@@ -171,3 +138,43 @@ def test_train_export_evaluate_and_enhance_a_sixteen_bit_file(tmp_path):
     )
     enhanced = iio.imread(tmp_path / "out" / "scan16_enhanced.png")
     assert enhanced.dtype == np.uint16 and enhanced.shape == (45, 70)
+
+
+def test_tissue_weight_counts_errors_inside_the_tissue_more():
+    target = np.full((1, 32, 32, 1), -1.0, np.float32)
+    target[:, :, 16:] = 0.2
+    background_error, tissue_error = np.zeros_like(target), np.zeros_like(target)
+    background_error[:, :, :10] = 0.5
+    tissue_error[:, :, 22:] = 0.5
+    plain = float(pix2pix.weighted_l1(target, target + background_error)[0])
+    np.testing.assert_allclose(plain, background_error.mean(), rtol=1e-6)
+    assert float(pix2pix.weighted_l1(target, target + background_error, tissue_weight=1000.0)[0]) < 0.01 * plain
+    tissue_only = float(pix2pix.weighted_l1(target, target + tissue_error, tissue_weight=1000.0)[0])
+    np.testing.assert_allclose(tissue_only, 0.5 * 10 / 18, rtol=0.01)
+
+
+def one_step_generator(discriminator_seed, **kwargs):
+    keras.utils.set_random_seed(0)
+    model = tiny_model(dropout_blocks=0, **kwargs)
+    model.discriminator.set_weights([np.random.default_rng(discriminator_seed).normal(0, 0.1, w.shape)
+                                     for w in model.discriminator.get_weights()])
+    source, target = tf.constant(np.random.default_rng(0).uniform(-1, 1, (2, 2, 32, 32, 1)), tf.float32)
+    model.train_step((source, target))
+    return model.generator.get_weights()
+
+
+@pytest.mark.parametrize("options", [dict(adversarial_weight=0.0), dict(adversarial_start_step=5)])
+def test_regression_only_generator_steps_ignore_the_discriminator(options):
+    for first, second in zip(one_step_generator(1, **options), one_step_generator(2, **options)):
+        np.testing.assert_allclose(first, second, atol=1e-6)
+    assert any(not np.allclose(first, second, atol=1e-6)
+               for first, second in zip(one_step_generator(1), one_step_generator(2)))
+
+
+def test_ssim_term_changes_the_generator_step_and_options_round_trip():
+    assert any(not np.allclose(first, second, atol=1e-7)
+               for first, second in zip(one_step_generator(1), one_step_generator(1, ssim_weight=1.0)))
+    model = tiny_model(tissue_weight=5.0, ssim_weight=0.5, adversarial_weight=0.1, adversarial_start_step=100)
+    assert pix2pix.Pix2Pix.from_config(model.get_config()).get_config() == model.get_config()
+    with pytest.raises(ValueError, match="tissue_weight must be 0 or positive"):
+        tiny_model(tissue_weight=-1.0)

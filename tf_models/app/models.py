@@ -81,9 +81,9 @@ def image_grid(images, columns=None, scale=2):
 
 
 def load_enhancer(saved_model_dir):
-    from tf_models.pix2pix import task as pix2pix_task
+    from tf_models.pix2pix import inference as pix2pix_inference
 
-    return pix2pix_task.load_enhancer(saved_model_dir)
+    return pix2pix_inference.load_enhancer(saved_model_dir)
 
 
 def run_enhance(enhancer, image, recipe="", seed=0):

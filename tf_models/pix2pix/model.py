@@ -24,6 +24,18 @@ Choices for enhancement, all options:
   is a stride-2 transposed convolution), so every output pixel is painted
   from half-resolution features; a denoiser needs to look at each pixel's
   own neighbourhood.
+
+Loss options, all off by default (the paper's loss):
+
+- `tissue_weight=W`: each pixel's L1 term is weighted by 1 + W inside the
+  tissue of the target (a 5x5 box blur of it above `TISSUE_THRESHOLD`, the
+  evaluation's breast mask threshold) and by 1 outside, normalised by the
+  sum of the weights; a large W is a loss on tissue only. Mammograms are
+  mostly film background, which would otherwise dominate the mean.
+- `ssim_weight=S`: adds S x (1 - SSIM) of the output against the target, on [0, 1].
+- `adversarial_weight=A` (1 in the paper) scales the PatchGAN term of the
+  generator's loss (0: regression only), and `adversarial_start_step=K`
+  switches it on only after K generator steps (regression first).
 """
 
 import keras
@@ -33,6 +45,7 @@ from tf_models import metrics
 from tf_models.core import adversarial, precision, strategy
 
 NORMS = ("instance", "batch", "none")
+TISSUE_THRESHOLD = 0.04
 
 
 def _normalization(norm):
@@ -121,6 +134,22 @@ def _per_example_mean(tensor):
     return tf.reduce_mean(tensor, axis=tf.range(1, tf.rank(tensor)))
 
 
+def tissue_mask(target):
+    """1 inside the tissue of a [N, H, W, C] batch in [-1, 1]: its 5x5 box blur on [0, 1] above the threshold."""
+    blurred = tf.nn.avg_pool2d((target + 1.0) / 2.0, 5, 1, "SAME")
+    return tf.cast(blurred > TISSUE_THRESHOLD, target.dtype)
+
+
+def weighted_l1(target, enhanced, tissue_weight=0.0):
+    """Per-example L1, each pixel weighted by 1 + `tissue_weight` inside the tissue mask (0: the plain mean)."""
+    error = tf.abs(target - enhanced)
+    if not tissue_weight:
+        return _per_example_mean(error)
+    weights = 1.0 + tissue_weight * tissue_mask(target)
+    axes = tf.range(1, tf.rank(error))
+    return tf.reduce_sum(weights * error, axis=axes) / tf.reduce_sum(weights * tf.ones_like(error), axis=axes)
+
+
 @keras.saving.register_keras_serializable(package="tf_models")
 class Pix2Pix(adversarial.AdversarialModel):
     """Conditional GAN for image-to-image translation.
@@ -137,6 +166,10 @@ class Pix2Pix(adversarial.AdversarialModel):
         ema_decay: 0 (off) or the decay of an exponential moving average of
             the generator's weights (`AdversarialModel`); inference calls,
             validation and the task's figures and exports then use the average.
+        tissue_weight: extra L1 weight of the pixels inside the tissue (0: none).
+        ssim_weight: weight of a 1 - SSIM term (0: none).
+        adversarial_weight: weight of the PatchGAN term (1 in the paper; 0: regression only).
+        adversarial_start_step: generator steps before the PatchGAN term is switched on (0: from the start).
 
     Example:
 
@@ -154,8 +187,18 @@ class Pix2Pix(adversarial.AdversarialModel):
 
     def __init__(self, channels=1, generator_filters=64, generator_depth=8, discriminator_filters=64,
                  l1_weight=100.0, norm="instance", dropout_blocks=3, residual=True, full_resolution_filters=0,
-                 ema_decay=0.0, **kwargs):
+                 ema_decay=0.0, tissue_weight=0.0, ssim_weight=0.0, adversarial_weight=1.0,
+                 adversarial_start_step=0, **kwargs):
         super().__init__(**kwargs)
+        for name, value in (("tissue_weight", tissue_weight), ("ssim_weight", ssim_weight),
+                            ("adversarial_weight", adversarial_weight),
+                            ("adversarial_start_step", adversarial_start_step)):
+            if value < 0:
+                raise ValueError(f"{name} must be 0 or positive, got {value}.")
+        self.tissue_weight = tissue_weight
+        self.ssim_weight = ssim_weight
+        self.adversarial_weight = adversarial_weight
+        self.adversarial_start_step = adversarial_start_step
         self.channels = channels
         self.generator_filters = generator_filters
         self.generator_depth = generator_depth
@@ -185,6 +228,8 @@ class Pix2Pix(adversarial.AdversarialModel):
             generator_depth=self.generator_depth, discriminator_filters=self.discriminator_filters,
             l1_weight=self.l1_weight, norm=self.norm, dropout_blocks=self.dropout_blocks,
             residual=self.residual, full_resolution_filters=self.full_resolution_filters, ema_decay=self.ema_decay,
+            tissue_weight=self.tissue_weight, ssim_weight=self.ssim_weight,
+            adversarial_weight=self.adversarial_weight, adversarial_start_step=self.adversarial_start_step,
         )
         return config
 
@@ -207,6 +252,12 @@ class Pix2Pix(adversarial.AdversarialModel):
         self.trackers["psnr"].update_state(psnr)
         self.trackers["ssim"].update_state(tf.image.ssim(enhanced01, target01, max_val=1.0))
 
+    def _adversarial_scale(self):
+        if not self.adversarial_start_step:
+            return self.adversarial_weight
+        started = self.generator_optimizer.iterations >= self.adversarial_start_step
+        return tf.where(started, self.adversarial_weight, 0.0)
+
     def train_step(self, data):
         source, target = data
         with tf.GradientTape() as generator_tape, tf.GradientTape() as discriminator_tape:
@@ -214,8 +265,11 @@ class Pix2Pix(adversarial.AdversarialModel):
             real_logits = self.discriminator([source, target], training=True)
             fake_logits = self.discriminator([source, enhanced], training=True)
             adversarial_loss = precision.replica_mean(_per_example_mean(_bce(1.0, fake_logits)))
-            l1 = precision.replica_mean(_per_example_mean(tf.abs(target - enhanced)))
-            generator_loss = adversarial_loss + self.l1_weight * l1
+            l1 = precision.replica_mean(weighted_l1(target, enhanced, self.tissue_weight))
+            generator_loss = self._adversarial_scale() * adversarial_loss + self.l1_weight * l1
+            if self.ssim_weight:
+                ssim = tf.image.ssim((enhanced + 1.0) / 2.0, (target + 1.0) / 2.0, max_val=1.0)
+                generator_loss += self.ssim_weight * precision.replica_mean(1.0 - ssim)
             discriminator_loss = precision.replica_mean(
                 _per_example_mean(_bce(1.0, real_logits)) + _per_example_mean(_bce(0.0, fake_logits))
             ) / 2.0
@@ -239,41 +293,3 @@ class Pix2Pix(adversarial.AdversarialModel):
         self._quality(enhanced, target)
         return {name: self.trackers[name].result() for name in ("l1_loss", "psnr", "ssim")}
 
-
-def enhance_tiled(generator, image, tile=256, overlap=32, size_multiple=1):
-    """Enhances a whole [H, W, C] image in [-1, 1] by overlapping tiles with blended seams.
-
-    Neighbouring tiles overlap by 2 x `overlap` pixels. Each tile is weighted
-    by a window that is ~0 in its outer `overlap / 2` pixels (where the
-    network saw the tile's padding instead of the image) and rises linearly
-    to 1 at `overlap` pixels in, and the weighted tiles are averaged, so seams
-    do not show. The image is reflect-padded to whole tiles and cropped back.
-    """
-    if tile % size_multiple:
-        raise ValueError(f"The tile size {tile} must be a multiple of {size_multiple}.")
-    if not 0 <= overlap < tile // 2:
-        raise ValueError(f"The overlap must be between 0 and half the tile ({tile // 2}), got {overlap}.")
-    image = tf.convert_to_tensor(image, tf.float32)
-    height, width = int(image.shape[0]), int(image.shape[1])
-    stride = tile - 2 * overlap if overlap else tile
-    rows = max(1, -(-(height - tile) // stride) + 1) if height > tile else 1
-    columns = max(1, -(-(width - tile) // stride) + 1) if width > tile else 1
-    padded_height, padded_width = (rows - 1) * stride + tile, (columns - 1) * stride + tile
-    pad = [[0, padded_height - height], [0, padded_width - width], [0, 0]]
-    mode = "REFLECT" if padded_height - height < height and padded_width - width < width else "SYMMETRIC"
-    padded = tf.pad(image, pad, mode=mode)
-    distance = tf.minimum(tf.range(tile, dtype=tf.float32), tf.reverse(tf.range(tile, dtype=tf.float32), [0]))
-    half = max(overlap / 2.0, 1.0)
-    ramp = tf.clip_by_value((distance - half + 1.0) / half, 1e-6, 1.0) if overlap else tf.ones([tile])
-    window = (ramp[:, None] * ramp[None, :])[..., None]
-    tiles = [padded[r * stride:r * stride + tile, c * stride:c * stride + tile]
-             for r in range(rows) for c in range(columns)]
-    outputs = tf.concat([generator(tf.stack(tiles[i:i + 8]), training=False) for i in range(0, len(tiles), 8)], 0)
-    total = tf.zeros_like(padded)
-    weight = tf.zeros_like(padded[..., :1])
-    for index, output in enumerate(tf.unstack(outputs)):
-        r, c = divmod(index, columns)
-        paddings = [[r * stride, padded_height - r * stride - tile], [c * stride, padded_width - c * stride - tile], [0, 0]]
-        total += tf.pad(output * window, paddings)
-        weight += tf.pad(window, paddings)
-    return (total / weight)[:height, :width]

@@ -1,8 +1,6 @@
 """The Pix2Pix enhancement task: paired data, model, triplet samples and export."""
 
 import dataclasses
-import json
-import pathlib
 
 import keras
 import numpy as np
@@ -41,6 +39,11 @@ class Pix2PixConfig(config_lib.TrainConfig):
                                    "0: none); figures, validation and exports use the average")
     full_resolution_filters: int = option(0, "3x3 convolutions at full resolution around the U-Net (0: none, "
                                              "as in the paper)")
+    tissue_weight: float = option(0.0, "extra L1 weight of the pixels inside the tissue (0: none; large: a loss "
+                                       "on tissue only)")
+    ssim_weight: float = option(0.0, "weight of a 1 - SSIM term in the generator's loss (0: none)")
+    adversarial_weight: float = option(1.0, "weight of the PatchGAN term in the generator's loss (0: L1 only)")
+    adversarial_start_step: int = option(0, "generator steps of regression alone before the PatchGAN term starts")
     beta_1: float = option(0.5, "Adam beta_1 of both optimizers")
     sample_count: int = option(4, "held-out crops in each epoch's triplet figure")
 
@@ -90,6 +93,8 @@ class Pix2PixTask(runner.Task):
             discriminator_filters=config.discriminator_filters, l1_weight=config.l1_weight, norm=config.norm,
             dropout_blocks=config.dropout_blocks, residual=config.residual,
             full_resolution_filters=config.full_resolution_filters, ema_decay=config.ema_decay,
+            tissue_weight=config.tissue_weight, ssim_weight=config.ssim_weight,
+            adversarial_weight=config.adversarial_weight, adversarial_start_step=config.adversarial_start_step,
         )
         model.compile(keras.optimizers.Adam(beta_1=config.beta_1), keras.optimizers.Adam(beta_1=config.beta_1))
         for optimizer, rate in self.learning_rates(model, config):
@@ -129,66 +134,6 @@ class Pix2PixTask(runner.Task):
         scores = [metrics.image_quality(output, target, max_val=255.0)["psnr"]
                   for output, target in zip(outputs["enhanced"], targets)]
         return {"psnr": float(np.mean(scores))}
-
-
-@dataclasses.dataclass
-class Enhancer:
-    """A run's exported `enhance_float` signature as a [-1, 1] generator callable.
-
-    `tile_size` is the side of the crops the model was trained on. Instance
-    normalisation takes its statistics over whatever area it is given, so a
-    whole 512-pixel mammogram (mostly black background) is normalised
-    differently from the 128-pixel crops of training; enhancing by tiles of
-    the training size keeps the statistics the model learned with
-    (`evaluate.py --task pix2pix --tile 0` scores the whole-image way; docs/pix2pix.md).
-    """
-
-    signature: object
-    size_multiple: int
-    tile_size: int
-
-    def __call__(self, batch, training=False):
-        return self.signature(image=(batch + 1.0) / 2.0)["enhanced"] * 2.0 - 1.0
-
-    def enhance(self, image, tile=None, overlap=None):
-        """Enhances a float [H, W, 1] image in [0, 1] by blended tiles (`tile` 0: whole image at once)."""
-        image = np.asarray(image, np.float32) * 2.0 - 1.0
-        tile = self.tile_size if tile is None else tile
-        if tile == 0:
-            height, width = image.shape[:2]
-            padding = [[0, -height % self.size_multiple], [0, -width % self.size_multiple], [0, 0]]
-            enhanced = self(tf.pad(image, padding, mode="REFLECT")[None])[0, :height, :width]
-        else:
-            overlap = tile // 8 if overlap is None else overlap
-            enhanced = pix2pix.enhance_tiled(self, image, tile, overlap, self.size_multiple)
-        return np.clip((enhanced.numpy() + 1.0) / 2.0, 0.0, 1.0)
-
-
-def load_enhancer(saved_model_dir):
-    """An `Enhancer` from `serving/<N>/`; sizes from the export reports two folders up (256 if absent).
-
-    `export.json` is written by training, `export_formats.json` by
-    scripts/export.py; both record `size_multiple` and `tile_size`.
-    """
-    saved_model_dir = pathlib.Path(saved_model_dir)
-    if not (saved_model_dir / "saved_model.pb").is_file():
-        raise ValueError(f"{saved_model_dir}: no exported SavedModel (train without --no-export).")
-    report = {}
-    for name in ("export_formats.json", "export.json"):
-        report_file = saved_model_dir.parents[1] / name
-        if report_file.is_file():
-            report.update(json.loads(report_file.read_text()))
-    multiple = int(report.get("size_multiple", 256))
-    signature = tf.saved_model.load(str(saved_model_dir)).signatures["enhance_float"]
-    return Enhancer(signature, multiple, int(report.get("tile_size", max(multiple, 256))))
-
-
-def latest_serving_dir(paths, version=None):
-    versions = sorted(int(p.name) for p in paths.serving_dir.glob("*") if p.name.isdigit())
-    if not versions:
-        raise ValueError(f"{paths.serving_dir}: no exported SavedModel for run {paths.run_name!r} "
-                         "(train without --no-export).")
-    return paths.serving_dir / str(version or versions[-1])
 
 
 def serving_endpoints(generator):
