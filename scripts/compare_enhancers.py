@@ -16,6 +16,7 @@ import sys
 
 from tf_models.core import runner
 from tf_models.pix2pix import baselines, evaluation
+from tf_models.core import cli
 
 
 def main(argv=None):
@@ -38,4 +39,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

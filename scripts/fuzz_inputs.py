@@ -17,6 +17,7 @@ import argparse
 import sys
 
 from tf_models.tools import fuzz
+from tf_models.core import cli
 
 
 def main(argv=None):
@@ -45,4 +46,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

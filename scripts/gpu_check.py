@@ -21,6 +21,7 @@ import time
 from tf_models.core import runner
 from tf_models.tools import bench, gpu_check
 from tf_models import registry
+from tf_models.core import cli
 
 
 def main(argv=None):
@@ -45,4 +46,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

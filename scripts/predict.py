@@ -8,7 +8,15 @@ import pathlib
 import runpy
 import sys
 
-if __name__ == "__main__":
+from tf_models.core import cli
+
+
+def main(argv=None):
     print("scripts/predict.py is now scripts/classify.py; the old name goes away in the next release.",
           file=sys.stderr)
-    runpy.run_path(str(pathlib.Path(__file__).with_name("classify.py")), run_name="__main__")
+    classify = runpy.run_path(str(pathlib.Path(__file__).with_name("classify.py")))
+    return classify["main"](argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

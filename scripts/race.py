@@ -22,6 +22,7 @@ import sys
 
 from tf_models.core import runner
 from tf_models.dcgan import experiments as gan_experiments
+from tf_models.core import cli
 
 
 def main(argv=None):
@@ -39,4 +40,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))
