@@ -64,7 +64,7 @@ def current_commit():
 
 def machine():
     return {"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)), "gpus": gpu_names(),
-            "python": platform.python_version()}
+            "load_average": round(os.getloadavg()[0], 1), "python": platform.python_version()}
 
 
 def record(folder, command=None):

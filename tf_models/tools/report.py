@@ -81,7 +81,8 @@ def collect(logs_root):
 def _machine_text(entry):
     machine = entry.get("machine", {})
     gpus = ", ".join(machine.get("gpus") or []) or "no GPU"
-    return f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {gpus}"
+    load = f", load average {machine['load_average']}" if "load_average" in machine else ""
+    return f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {gpus}{load}"
 
 
 def _footnote(number, kind, entry):
