@@ -91,7 +91,7 @@ def test_onnx_request_for_a_run_without_a_model_names_the_folder_and_the_fix(tmp
 def test_onnx_format_is_listed_and_parsed():
     assert "onnx" in export.FORMATS
     assert export.parse_formats("savedmodel, onnx") == ("savedmodel", "onnx")
-    with pytest.raises(ValueError, match="choose from savedmodel, .*tflite-int8, onnx"):
+    with pytest.raises(ValueError, match="choose from savedmodel, .*tflite-int8-batch1, onnx"):
         export.parse_formats("onnx2")
 
 
