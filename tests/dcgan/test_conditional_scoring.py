@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
+from tests.dcgan.evaluators import train_digits_evaluator
 from tests.conftest import REPO_ROOT, write_idx
 from tf_models.core import config as config_lib
 from tf_models.core import runner, runs
-from tf_models.dcgan import evaluator_task
 from tf_models.dcgan import evaluation as gan_evaluation
 from tf_models.dcgan import experiments as gan_experiments
 from tf_models.dcgan import task as dcgan_task
@@ -20,9 +20,7 @@ from tf_models.dcgan import task as dcgan_task
 @pytest.fixture(scope="module")
 def scored_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("conditional_scoring")
-    evaluator_task.train(evaluator_task.EvaluatorConfig(data="digits", image_size=28, epochs=2, filters=8,
-                                                          run_name="digits28", models_root=str(root / "models"),
-                                                          logs_root=str(root / "logs")))
+    train_digits_evaluator(root)
     config = config_lib.make_config(
         dcgan_task.DCGANConfig, data="digits", conditional=True, run_name="cond", epochs=1, steps_per_epoch=3,
         batch_size=32, generator_filters=8, discriminator_filters=8, latent_dim=16, sample_count=10, export=False,

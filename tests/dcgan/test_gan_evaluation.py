@@ -9,18 +9,14 @@ from tf_models.core import config as config_lib
 from tf_models.core import runner
 from tf_models.dcgan import task as dcgan_task
 from tf_models.dcgan import evaluation as gan_evaluation
+from tests.dcgan.evaluators import train_digits_evaluator
 from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("gan_eval")
-    subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "train_evaluator.py"), "--data", "digits", "--image-size", "28",
-         "--epochs", "2", "--filters", "8", "--run-name", "digits28", "--models-root", str(root / "models"),
-         "--logs-root", str(root / "logs")],
-        check=True, capture_output=True, timeout=600,
-    )
+    train_digits_evaluator(root)
     config = config_lib.make_config(
         dcgan_task.DCGANConfig, data="digits", run_name="gan", epochs=1, steps_per_epoch=5, batch_size=32,
         generator_filters=8, discriminator_filters=8, latent_dim=16, sample_count=4, export=True,

@@ -5,10 +5,10 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from tests.dcgan.evaluators import train_digits_evaluator
 from tests.conftest import REPO_ROOT
 from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import config as config_lib
-from tf_models.dcgan import evaluator_task
 from tf_models.dcgan import task as dcgan_task
 from tf_models.dcgan import experiments as gan_experiments
 
@@ -29,10 +29,7 @@ def load_script(name):
 def roots(tmp_path_factory):
     """Log and model roots holding a tiny digits evaluator (a few seconds of training)."""
     root = tmp_path_factory.mktemp("experiments")
-    evaluator_task.train(evaluator_task.EvaluatorConfig(
-        data="digits", image_size=28, epochs=3, batch_size=32, filters=8, run_name="digits28",
-        models_root=str(root / "models"), logs_root=str(root / "logs"),
-    ))
+    train_digits_evaluator(root, epochs=3)
     return ["--logs-root", str(root / "logs"), "--models-root", str(root / "models")], root
 
 

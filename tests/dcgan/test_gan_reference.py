@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tf_models.dcgan import reference as gan_reference
+from tests.dcgan.evaluators import train_digits_evaluator
 from tests.conftest import REPO_ROOT
 
 
@@ -35,12 +36,7 @@ def test_degradations_do_what_they_say():
 
 @pytest.mark.slow
 def test_reference_scores_grow_with_the_damage(tmp_path):
-    subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "train_evaluator.py"), "--data", "digits", "--image-size", "28",
-         "--epochs", "2", "--filters", "8", "--run-name", "digits28", "--models-root", str(tmp_path / "models"),
-         "--logs-root", str(tmp_path / "logs")],
-        check=True, capture_output=True, timeout=600,
-    )
+    train_digits_evaluator(tmp_path)
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "evaluate.py"), "--task", "gan-reference", "--evaluator",
          "digits28", "--data", "digits", "--image-size", "28", "--variants", "real", "train", "noise:0.5",

@@ -1,7 +1,5 @@
 """`make report`: results.md from the runs' own files, with the command behind every row."""
 
-import json
-
 from tf_models.core import provenance, runs
 from tf_models.tools import report
 
@@ -58,4 +56,4 @@ def test_the_newest_bench_replaces_only_the_generated_section(tmp_path):
     text = (docs / "benchmarks.md").read_text()
     assert "| unet | 2 |" in text and "old" not in text and "| unet | 1 |" not in text
     assert text.startswith("# Benchmarks\n\nHow to read.") and text.rstrip().endswith("After.")
-    assert json.dumps("2026-02-01.md")[1:-1] in text
+    assert "2026-02-01.md" in text

@@ -45,7 +45,6 @@ PRESETS = {
 
 @dataclasses.dataclass
 class EvaluatorData:
-    train_split: object
     test_dataset: tf.data.Dataset
     num_examples: int
     class_names: tuple
@@ -96,7 +95,7 @@ class EvaluatorTask(runner.Task):
         test_dataset = classification.batch_split(test_split, config.image_size, train_split.channels,
                                                   config.batch_size)
         cached = sources.resized_cache(train_split, config.image_size, train_split.channels)
-        self.data = EvaluatorData(train_split, test_dataset, train_split.num_examples,
+        self.data = EvaluatorData(test_dataset, train_split.num_examples,
                                   tuple(train_split.class_names), train_split.channels, cached, config)
         return self.data
 
