@@ -145,3 +145,20 @@ def test_race_times_each_recipe_to_each_share_of_the_ceiling(roots):
         minutes = [row["minutes_to"][target] for row in result["recipes"]]
         assert speedup == (minutes[1] / minutes[0] if all(minutes) else None)
     assert "not reached in 0.04 min" in table or all(all(row["minutes_to"].values()) for row in result["recipes"])
+
+
+def race_row(label, minutes_to, last_minutes):
+    return {"label": label, "preset": label, "batch_size": 8, "minutes_to": minutes_to, "best_is_share": 0.5,
+            "curve": [{"training_minutes": last_minutes, "steps": 100, "is_share": 0.5}]}
+
+
+def test_race_gives_a_lower_bound_when_only_the_project_reaches_a_target():
+    rows = [race_row("project", {"0.5": 2.0, "0.6": 4.0}, 4.0), race_row("tutorial", {"0.5": 8.0, "0.6": None}, 12.0)]
+    result = {"evaluator": "mnist28", "minutes": 12, "interval_minutes": 2, "targets": [0.5, 0.6], "recipes": rows,
+              "speedup": {target: gan_experiments._speedup(rows, target) for target in ("0.5", "0.6")},
+              "speedup_at_least": {target: gan_experiments._speedup_bound(rows, target) for target in ("0.5", "0.6")}}
+    assert result["speedup"] == {"0.5": 4.0, "0.6": None}
+    assert result["speedup_at_least"] == {"0.5": None, "0.6": 3.0}
+    table = gan_experiments.race_markdown(result)
+    assert "50 %: 4.00x" in table and "60 %: more than 3.00x (the tutorial did not reach it)" in table
+    assert "| tutorial (`tutorial`, batch 8) | 8.0 | not reached in 12 min |" in table

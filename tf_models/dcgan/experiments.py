@@ -262,7 +262,8 @@ def race(minutes, name, overrides, evaluator, interval_minutes=1.0, samples=2000
             for label, preset in RECIPES.items()]
     result = {"evaluator": evaluator, "data": overrides["data"], "minutes": minutes,
               "interval_minutes": interval_minutes, "targets": list(targets), "recipes": rows,
-              "speedup": {str(target): _speedup(rows, str(target)) for target in targets}}
+              "speedup": {str(target): _speedup(rows, str(target)) for target in targets},
+              "speedup_at_least": {str(target): _speedup_bound(rows, str(target)) for target in targets}}
     written = [runs.write_json(folder / "race.json", result), runs.atomic_write_text(folder / "race.md",
                                                                                      race_markdown(result))]
     print(race_markdown(result))
@@ -275,6 +276,24 @@ def _speedup(rows, target):
     if minutes.get("project") and minutes.get("tutorial"):
         return minutes["tutorial"] / minutes["project"]
     return None
+
+
+def _speedup_bound(rows, target):
+    """Where only the project reached `target`: the tutorial's training minutes over the project's, a lower bound."""
+    by_label = {row["label"]: row for row in rows}
+    project, tutorial = by_label["project"]["minutes_to"][target], by_label["tutorial"]["minutes_to"][target]
+    if project and tutorial is None:
+        return by_label["tutorial"]["curve"][-1]["training_minutes"] / project
+    return None
+
+
+def _speedup_text(result, target):
+    value, bound = result["speedup"][target], result.get("speedup_at_least", {}).get(target)
+    if value:
+        return f"{value:.2f}x"
+    if bound:
+        return f"more than {bound:.2f}x (the tutorial did not reach it)"
+    return "n/a"
 
 
 def race_markdown(result):
@@ -291,7 +310,6 @@ def race_markdown(result):
         last = row["curve"][-1]
         cells += [f"{100 * row['best_is_share']:.0f} %", str(last["steps"]), f"{last['training_minutes']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    speedups = ", ".join(f"{100 * float(target):.0f} %: " + (f"{value:.2f}x" if value else "n/a")
-                         for target, value in result["speedup"].items())
+    speedups = ", ".join(f"{100 * float(target):.0f} %: {_speedup_text(result, target)}" for target in result["speedup"])
     return ("\n".join(lines) + f"\n\nScored every {result['interval_minutes']:g} training minutes with "
             f"`{result['evaluator']}`; speed-up (tutorial minutes / project minutes) {speedups}.\n")
