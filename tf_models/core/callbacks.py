@@ -111,6 +111,40 @@ class TrainingClock(keras.callbacks.Callback):
         self._write()
 
 
+class CosineDecay(keras.callbacks.Callback):
+    """Lowers an optimizer's learning rate from `rate` to 0 along a half cosine over the run.
+
+    With a time budget the run's progress is its training time (all its
+    invocations, from `training_time.json`) over the budget, so the rate
+    reaches 0 when the budget ends however many steps that allows; without
+    one it is the share of `epochs` done. A resumed run continues the
+    schedule where it stopped.
+    """
+
+    def __init__(self, optimizer, rate, clock_path, budget_seconds=0.0, epochs=1):
+        super().__init__()
+        self.optimizer, self.rate, self.clock_path = optimizer, rate, pathlib.Path(clock_path)
+        self.budget_seconds, self.epochs = budget_seconds, epochs
+        self.recorded_seconds, self.start, self.epoch = 0.0, None, 0
+
+    def progress(self, batch):
+        if self.budget_seconds:
+            elapsed = self.recorded_seconds + time.monotonic() - self.start
+            return min(1.0, elapsed / self.budget_seconds)
+        steps = self.params.get("steps") or 1
+        return min(1.0, (self.epoch + batch / steps) / self.epochs)
+
+    def on_train_begin(self, logs=None):
+        self.recorded_seconds = TrainingClock.read(self.clock_path)["seconds"]
+        self.start = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.optimizer.learning_rate = self.rate * 0.5 * (1.0 + np.cos(np.pi * self.progress(batch)))
+
+
 def read_history_rows(path):
     """The rows of a history.csv as dicts of strings ([] when there is none yet)."""
     path = pathlib.Path(path)
