@@ -9,8 +9,9 @@ tutorial: preset `tutorial_step`) train on the same data in chunks of
 --interval-minutes of training time, are scored with the same evaluator
 after each chunk, and stop at --minutes or when the IS proxy has reached 50 %
 and 60 % of the real held-out images' (the ceiling). Running it again
-resumes the runs <name>-project and <name>-tutorial. Any train_dcgan.py flag
-after these overrides both recipes.
+continues the race where it stopped (logs/experiments/<name>/race_progress.json),
+and with a larger --minutes extends it. Any train_dcgan.py flag after these
+overrides both recipes.
 
 Writes logs/experiments/<name>/race.json and race.md: minutes to each target
 per recipe ("not reached in N min" otherwise), the best share reached, and

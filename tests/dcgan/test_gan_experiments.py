@@ -147,6 +147,26 @@ def test_race_times_each_recipe_to_each_share_of_the_ceiling(roots):
     assert "not reached in 0.04 min" in table or all(all(row["minutes_to"].values()) for row in result["recipes"])
 
 
+
+@pytest.mark.slow
+def test_running_a_race_again_with_more_minutes_extends_its_curves(roots):
+    root_flags, root = roots
+    flags = ["--interval-minutes", "0.02", "--name", "race-extended", *SCORING, *TINY_DCGAN, *root_flags,
+             "--steps-per-epoch", "5"]
+    race = load_script("race")
+    assert race.main(["--minutes", "0.02", *flags]) == 0
+    folder = root / "logs" / "experiments" / "race-extended"
+    first = {row["label"]: row["curve"] for row in json.loads((folder / "race.json").read_text())["recipes"]}
+    assert race.main(["--minutes", "0.04", *flags]) == 0
+    result = json.loads((folder / "race.json").read_text())
+    for row in result["recipes"]:
+        curve = row["curve"]
+        assert curve[:len(first[row["label"]])] == first[row["label"]]
+        if not all(row["minutes_to"].values()):
+            assert len(curve) == len(first[row["label"]]) + 1 and curve[-1]["steps"] > curve[-2]["steps"]
+    with pytest.raises(ValueError, match="race_progress.json: this race was run with"):
+        race.main(["--minutes", "0.04", *flags[:-2], "--steps-per-epoch", "6"])
+
 def race_row(label, minutes_to, last_minutes):
     return {"label": label, "preset": label, "batch_size": 8, "minutes_to": minutes_to, "best_is_share": 0.5,
             "curve": [{"training_minutes": last_minutes, "steps": 100, "is_share": 0.5}]}

@@ -17,6 +17,7 @@ noise) and `losses.png` (generator and discriminator losses per epoch).
 """
 
 import dataclasses
+import json
 import pathlib
 
 
@@ -216,13 +217,22 @@ def compare_recipes(minutes, name, overrides, evaluator, samples=5000, batch_siz
 RACE_TARGETS = (0.5, 0.6)
 
 
-def _race_recipe(label, preset, name, overrides, minutes, interval_minutes, scoring, targets, verbose):
-    """Trains one recipe in `interval_minutes` chunks up to `minutes`, scoring after each; returns its row."""
+PROGRESS_FILE = "race_progress.json"
+
+
+def _race_recipe(label, preset, name, overrides, minutes, interval_minutes, scoring, targets, progress, save):
+    """Trains one recipe in `interval_minutes` chunks up to `minutes`, scoring after each; returns its row.
+
+    `progress` holds what an earlier invocation of the race measured for this
+    recipe (its last chunk's budget, its curve, the targets reached); `save`
+    is called after every scoring, so a killed race loses at most one chunk.
+    """
     scorer, real, num_classes, samples, batch_size = scoring
-    curve, reached, budget = [], {}, 0.0
-    while budget < minutes and len(reached) < len(targets):
-        budget = min(budget + interval_minutes, minutes)
-        run = train_run(label, preset, f"{name}-{label}", overrides, budget * 60.0, verbose)
+    state = progress.setdefault(label, {"budget_minutes": 0.0, "curve": [], "reached": {}})
+    curve, reached = state["curve"], state["reached"]
+    while state["budget_minutes"] < minutes and len(reached) < len(targets):
+        state["budget_minutes"] = min(state["budget_minutes"] + interval_minutes, minutes)
+        run = train_run(label, preset, f"{name}-{label}", overrides, state["budget_minutes"] * 60.0, 0)
         result = gan_evaluation.compare(run.generator, scorer, real, num_classes, samples, batch_size)
         clock = _clock(run.paths)
         share = result["generated"]["inception_score"] / result["real"]["inception_score"]
@@ -230,13 +240,27 @@ def _race_recipe(label, preset, name, overrides, minutes, interval_minutes, scor
         for target in targets:
             if share >= target and str(target) not in reached:
                 reached[str(target)] = clock["seconds"] / 60.0
-    return {"label": label, "run": f"{name}-{label}", "preset": preset, "batch_size": run.batch_size,
+        state["batch_size"] = run.batch_size
+        save()
+    return {"label": label, "run": f"{name}-{label}", "preset": preset, "batch_size": state.get("batch_size"),
             "minutes_to": {str(target): reached.get(str(target)) for target in targets}, "curve": curve,
             "best_is_share": max(point["is_share"] for point in curve)}
 
 
+def _load_progress(folder, settings):
+    """The per-recipe progress of an earlier invocation of this race ({} for a new one)."""
+    path = folder / PROGRESS_FILE
+    if not path.is_file():
+        return {}
+    stored = json.loads(path.read_text())
+    if stored["settings"] != settings:
+        raise ValueError(f"{path}: this race was run with {stored['settings']}, not {settings}; its curves would "
+                         f"not compare. Pass a new --name, or the same scoring flags.")
+    return stored["recipes"]
+
+
 def race(minutes, name, overrides, evaluator, interval_minutes=1.0, samples=2000, batch_size=500,
-         targets=RACE_TARGETS, verbose=0):
+         targets=RACE_TARGETS):
     """Training minutes until each recipe's IS proxy first reaches each share of the real ceiling.
 
     Each recipe of `RECIPES` trains on the same data in `interval_minutes`
@@ -244,13 +268,22 @@ def race(minutes, name, overrides, evaluator, interval_minutes=1.0, samples=2000
     one evaluator after each chunk, and stops at `minutes` or once every
     target is reached; a target not reached is reported as such. The times
     are the clock at the first scoring at or above the target, so they are
-    upper bounds with the interval as resolution. Writes `race.json` and
-    `race.md` to `logs/experiments/<name>/`; returns their paths.
+    upper bounds with the interval as resolution. Progress is kept in
+    `race_progress.json`: running the race again continues it, and a larger
+    `minutes` extends it. Writes `race.json` and `race.md` to
+    `logs/experiments/<name>/`; returns their paths.
     """
     check_overrides(overrides)
     if minutes <= 0 or interval_minutes <= 0:
         raise ValueError(f"--minutes and --interval-minutes must be positive, got {minutes} and {interval_minutes}.")
     folder = comparison_folder(name, overrides)
+    settings = {"evaluator": evaluator, "interval_minutes": interval_minutes, "samples": samples,
+                "targets": list(targets), "overrides": {key: str(value) for key, value in sorted(overrides.items())}}
+    progress = _load_progress(folder, settings)
+
+    def save():
+        runs.write_json(folder / PROGRESS_FILE, {"settings": settings, "recipes": progress})
+
     config = dcgan_task.DCGANTask().resolve(config_lib.make_config(dcgan_task.DCGANConfig, dcgan_task.PRESETS,
                                                                    **dict(overrides, preset=RECIPES["project"])))
     scorer, card = gan_evaluation.load_scorer(overrides.get("models_root", "saved_models"), evaluator,
@@ -258,7 +291,7 @@ def race(minutes, name, overrides, evaluator, interval_minutes=1.0, samples=2000
     real = gan_evaluation.real_outputs(scorer, overrides["data"], config.image_size, config.channels, batch_size,
                                        overrides.get("tfds_data_dir") or None)
     scoring = (scorer, real, len(card["class_names"]), samples, batch_size)
-    rows = [_race_recipe(label, preset, name, overrides, minutes, interval_minutes, scoring, targets, verbose)
+    rows = [_race_recipe(label, preset, name, overrides, minutes, interval_minutes, scoring, targets, progress, save)
             for label, preset in RECIPES.items()]
     result = {"evaluator": evaluator, "data": overrides["data"], "minutes": minutes,
               "interval_minutes": interval_minutes, "targets": list(targets), "recipes": rows,
