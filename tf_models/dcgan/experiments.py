@@ -24,7 +24,7 @@ import pathlib
 from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import images as image_helpers
 from tf_models.core import config as config_lib
-from tf_models.core import figures, runner, runs
+from tf_models.core import figures, provenance, runner, runs
 from tf_models.dcgan import task as dcgan_task
 from tf_models.dcgan import evaluation as gan_evaluation
 from tf_models.dcgan import inference as dcgan_inference
@@ -175,6 +175,7 @@ def write_comparison(folder, comparison, trained):
         runs.write_json(folder / "comparison.json", comparison),
         samples_figure(trained, folder / "samples.png"),
         losses_figure(trained, folder / "losses.png"),
+        provenance.record(folder),
     ]
 
 
@@ -297,8 +298,8 @@ def race(minutes, name, overrides, evaluator, interval_minutes=1.0, samples=2000
               "interval_minutes": interval_minutes, "targets": list(targets), "recipes": rows,
               "speedup": {str(target): _speedup(rows, str(target)) for target in targets},
               "speedup_at_least": {str(target): _speedup_bound(rows, str(target)) for target in targets}}
-    written = [runs.write_json(folder / "race.json", result), runs.atomic_write_text(folder / "race.md",
-                                                                                     race_markdown(result))]
+    written = [runs.write_json(folder / "race.json", result),
+               runs.atomic_write_text(folder / "race.md", race_markdown(result)), provenance.record(folder)]
     print(race_markdown(result))
     return written
 

@@ -4,7 +4,8 @@ For every registered task and every run under `logs/<task>/`, it reads what
 training and evaluation wrote: `training_time.json` (minutes, steps),
 `provenance.jsonl` (the command, date, commit and machine of each
 invocation) and every `metrics.json` (the run's own evaluation and any
-`evaluation-<name>/`). Each table row names its footnote, and each footnote
+`evaluation-<name>/`), and the tables of the DCGAN comparisons and races
+under `logs/experiments/`. Each table row names its footnote, and each footnote
 gives the exact command, date, commit and machine that made the row. No
 number in the output comes from anywhere else.
 """
@@ -116,6 +117,26 @@ def task_section(name, records, metric_keys):
     return "\n".join(lines)
 
 
+EXPERIMENT_TABLES = ("comparison.md", "race.md")
+
+
+def experiments_section(logs_root):
+    """The tables of every DCGAN comparison and race under logs/experiments/ with a recorded command ("" if none)."""
+    parts, notes = [], []
+    for folder in sorted(path for path in (pathlib.Path(logs_root) / "experiments").glob("*") if path.is_dir()):
+        entries = provenance.read(folder)
+        tables = [folder / name for name in EXPERIMENT_TABLES if (folder / name).is_file()]
+        if not entries or not tables:
+            continue
+        notes.append(_footnote(len(notes) + 1, "written", entries[-1]))
+        parts += [f"### {folder.name} [{len(notes)}]", ""]
+        for table in tables:
+            parts += [table.read_text().strip(), ""]
+    if not parts:
+        return ""
+    return "\n".join(["## DCGAN comparisons and races", "", *parts, *notes, ""])
+
+
 def results_markdown(logs_root):
     collected = collect(logs_root)
     lines = ["# Results", "",
@@ -128,6 +149,9 @@ def results_markdown(logs_root):
     for spec in registry.specs():
         if spec.name in collected:
             lines.append(task_section(spec.name, collected[spec.name], spec.report_metrics))
+    experiments = experiments_section(logs_root)
+    if experiments:
+        lines.append(experiments)
     return "\n".join(lines).rstrip() + "\n"
 
 
