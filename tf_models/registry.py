@@ -186,7 +186,7 @@ register(TaskSpec(
     tiny=TinyData("digits"),
     bench_data="mnist",
     report_metrics=("generated.inception_score", "real.inception_score", "generated.fcd", "real.fcd",
-                    "generated.kid", "generated.distinct_fraction", "generated.class_accuracy"),
+                    "generated.kid", "generated.distinct_fraction", "class_accuracy.overall"),
     app=AppPage("Generate", "tf_models.app.pages:generate",
                 "python scripts/train_dcgan.py --preset demo --run-name demo"),
 ))
