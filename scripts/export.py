@@ -17,7 +17,8 @@ import argparse
 import json
 import sys
 
-from tf_models.core import cli, export, runner, runs
+from tf_models.core import cli, runner, runs
+from tf_models.core import formats as formats_lib
 from tf_models import registry
 
 
@@ -25,8 +26,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="TASK/RUN, e.g. unet/carvana96")
-    parser.add_argument("--formats", default=",".join(export.FORMATS),
-                        help=f"comma-separated: {', '.join(export.FORMATS)}")
+    parser.add_argument("--formats", default=",".join(formats_lib.FORMATS),
+                        help=f"comma-separated: {', '.join(formats_lib.FORMATS)}")
     parser.add_argument("--version", type=int, default=0, help="serving version folder (0: the next free number)")
     parser.add_argument("--examples", type=int, default=256, help="validation examples for parity and the task metric")
     parser.add_argument("--calibration-examples", type=int, default=128, help="training examples that calibrate int8")
@@ -34,11 +35,11 @@ def main(argv=None):
     parser.add_argument("--models-root", default="saved_models")
     args = parser.parse_args(argv)
     task_name, run_name = registry.parse_run(args.run)
-    formats = export.parse_formats(args.formats)
+    formats = formats_lib.parse_formats(args.formats)
     task, config_class, _ = registry.lookup(task_name)
-    export.check_exportable(runs.RunPaths(task_name, run_name, args.logs_root, args.models_root), formats)
+    formats_lib.check_exportable(runs.RunPaths(task_name, run_name, args.logs_root, args.models_root), formats)
     model, config, paths = runner.load_run(task, config_class, run_name, args.logs_root, args.models_root)
-    written, report = export.export_task(task, model, config, paths, formats, args.version or None, args.examples,
+    written, report = formats_lib.export_task(task, model, config, paths, formats, args.version or None, args.examples,
                                          args.calibration_examples)
     print(json.dumps({name: {key: value for key, value in entry.items() if key != "path"}
                       for name, entry in report["formats"].items()}, indent=2))

@@ -10,6 +10,7 @@ import tensorflow as tf
 from scripts import export as export_script
 from scripts import serving_request
 from tf_models.core import export, runner, runs
+from tf_models.core import formats as formats_lib
 from tf_models.tools import bench
 from tf_models import registry
 from tests.conftest import REPO_ROOT
@@ -28,7 +29,7 @@ def exported(tmp_path_factory):
         task, config = bench.make_config(name, overrides[name])
         model = task.build_model(config, task.build_data(config))
         paths = runs.RunPaths(name, "tiny", root / "logs", root / "models").make_dirs()
-        written, report = export.export_task(task, model, config, paths, export.FORMATS, None, 8, 4)
+        written, report = formats_lib.export_task(task, model, config, paths, formats_lib.FORMATS, None, 8, 4)
         results[name] = dict(task=task, model=model, config=config, paths=paths, written=written, report=report)
     return results
 
@@ -37,11 +38,11 @@ def exported(tmp_path_factory):
 def test_every_format_loads_back_and_agrees_with_keras(exported, name):
     entry = exported[name]
     task, paths, report = entry["task"], entry["paths"], entry["report"]
-    assert set(report["formats"]) == set(export.FORMATS)
+    assert set(report["formats"]) == set(formats_lib.FORMATS)
     inputs, _ = task.deployment_examples(entry["model"], entry["config"], "validation", 3)
     function, signature = task.serving_endpoints(entry["model"], paths)["serving_default"]
     expected = export.call_endpoint(tf.function(function), signature, inputs)
-    runners = {name: export.format_runner(name, entry["path"]) for name, entry in report["formats"].items()}
+    runners = {name: formats_lib.format_runner(name, entry["path"]) for name, entry in report["formats"].items()}
     for format_name, run in runners.items():
         outputs = run(inputs)
         assert set(outputs) == set(expected), format_name
@@ -123,6 +124,15 @@ def test_export_script_reads_a_checkpoint_or_model_keras(tmp_path):
     np.testing.assert_allclose(served["mask_probability"], expected["mask_probability"], atol=1e-6)
     with pytest.raises(ValueError, match="TASK/RUN"):
         export_script.main(["--run", "tiny"])
+
+
+def test_the_batch1_int8_format_alone_is_calibrated_on_training_images(tmp_path):
+    task, config = bench.make_config("pneumonia", tiny_overrides(tmp_path)["pneumonia"])
+    model = task.build_model(config, task.build_data(config))
+    paths = runs.RunPaths("pneumonia", "tiny", tmp_path / "logs", tmp_path / "models").make_dirs()
+    written, report = formats_lib.export_task(task, model, config, paths, ("tflite-int8-batch1",), None, 4, 2)
+    assert report["calibration_examples"] == 2 and (paths.model_dir / "model_int8_batch1.tflite") in written
+    assert report["formats"]["tflite-int8-batch1"]["ops"].get("QUANTIZE")
 
 
 def test_pix2pix_export_report_tells_the_enhancer_its_tile_size(exported):

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tf_models.dcgan import model as dcgan
 from tf_models.core import export, runs
+from tf_models.core import formats as formats_lib
 from tf_models.dcgan import task as dcgan_task
 from tests.conftest import REPO_ROOT
 
@@ -19,7 +20,7 @@ def exported(tmp_path_factory):
     generator = dcgan.build_generator(28, 1, latent_dim=16, filters=8)
     paths = runs.RunPaths("dcgan", "tiny", root / "logs", root / "models").make_dirs()
     latent = np.random.default_rng(0).normal(size=(8, 16)).astype(np.float32)
-    written, report = export.export_formats(generator, dcgan_task.serving_endpoints(generator), paths.model_dir,
+    written, report = formats_lib.export_formats(generator, dcgan_task.serving_endpoints(generator), paths.model_dir,
                                             ("savedmodel", "tflite"), {"latent": latent})
     return generator, paths, written, report
 
@@ -57,7 +58,7 @@ def test_tflite_parity_within_one_grey_level(exported):
     latent = np.random.default_rng(2).normal(size=(4, 16)).astype(np.float32)
     reference = export.run_saved_model(paths.serving_dir / "1", {"latent": latent})
     lite = export.run_tflite(paths.tflite_file, {"latent": latent})
-    assert export.max_abs_difference(reference, lite)["images"] <= 1.0
+    assert formats_lib.max_abs_difference(reference, lite)["images"] <= 1.0
     assert report["formats"]["tflite"]["max_abs_vs_keras"]["images"] <= 1.0
 
 

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from scripts import export as export_script
 from tf_models.core import export, onnx_export, runs
+from tf_models.core import formats as formats_lib
 from tf_models.tools import artifact_checks
 from tf_models.unet import task as unet_task
 from tf_models.unet import model as unet
@@ -46,7 +47,7 @@ def test_onnxruntime_outputs_match_keras_for_any_batch_size(unet_files):
         outputs = run({"images": unet_files["images"][:count]})
         expected = {name: value[:count] for name, value in unet_files["expected"].items()}
         assert outputs["mask"].dtype == np.uint8
-        assert export.max_abs_difference(expected, outputs)["mask_probability"] < 1e-5
+        assert formats_lib.max_abs_difference(expected, outputs)["mask_probability"] < 1e-5
         assert np.mean(outputs["mask"] != expected["mask"]) < 1e-3
 
 
@@ -55,7 +56,7 @@ def test_tflite_runs_through_litert_without_the_deprecation_warning(unet_files):
         warnings.simplefilter("always")
         outputs = export.run_tflite(unet_files["tflite"], {"images": unet_files["images"]})
     assert not [warning for warning in caught if "tf.lite.Interpreter" in str(warning.message)]
-    assert export.max_abs_difference(unet_files["expected"], outputs)["mask_probability"] < 1e-5
+    assert formats_lib.max_abs_difference(unet_files["expected"], outputs)["mask_probability"] < 1e-5
 
 
 def lgamma_function(values):
@@ -89,10 +90,10 @@ def test_onnx_request_for_a_run_without_a_model_names_the_folder_and_the_fix(tmp
 
 
 def test_onnx_format_is_listed_and_parsed():
-    assert "onnx" in export.FORMATS
-    assert export.parse_formats("savedmodel, onnx") == ("savedmodel", "onnx")
+    assert "onnx" in formats_lib.FORMATS
+    assert formats_lib.parse_formats("savedmodel, onnx") == ("savedmodel", "onnx")
     with pytest.raises(ValueError, match="choose from savedmodel, .*tflite-int8-batch1, onnx"):
-        export.parse_formats("onnx2")
+        formats_lib.parse_formats("onnx2")
 
 
 def test_scan_reports_a_damaged_onnx_file_and_accepts_a_good_one(unet_files, tmp_path):

@@ -9,7 +9,7 @@ from tf_models.dcgan import model as dcgan
 from tf_models.pix2pix import model as pix2pix
 from tf_models.pneumonia import model as pneumonia
 from tf_models.unet import model as unet
-from tf_models.core import export
+from tf_models.core import formats as formats_lib
 from tf_models.core import precision, runs
 from tf_models.pix2pix import task as pix2pix_task
 from tf_models.pneumonia import task as pneumonia_task
@@ -113,7 +113,7 @@ def test_a_mixed_float16_model_exports_float32_at_the_boundary(tmp_path):
     tf.function(model.train_step)(data)
     paths = runs.RunPaths("pix2pix", "mixed", tmp_path / "logs", tmp_path / "models")
     images = np.zeros((1, 16, 16, 1), np.uint8)
-    serving_dir = export.export_formats(model.generator, pix2pix_task.serving_endpoints(model.generator),
+    serving_dir = formats_lib.export_formats(model.generator, pix2pix_task.serving_endpoints(model.generator),
                                         paths.model_dir, ("savedmodel",), {"image": images})[0][0]
     signature = tf.saved_model.load(str(serving_dir)).signatures["enhance_float"]
     (inputs,) = signature.structured_input_signature[1].values()

@@ -18,6 +18,7 @@ from tests.conftest import REPO_ROOT
 from tests.pneumonia.test_pneumonia import tiny_model, write_kermany
 from tf_models.app import models as app_models
 from tf_models.core import export as export_lib
+from tf_models.core import formats as formats_lib
 from tf_models.core import runs
 from tf_models.pneumonia import calibration, inference
 from tf_models.pneumonia import task as pneumonia_task
@@ -88,7 +89,7 @@ def test_stored_temperature_is_used_by_predict_the_app_and_the_saved_model(tmp_p
 def export_run_files(model, paths, films):
     """The run's SavedModel and TFLite file, through the task's serving endpoints (its stored decision)."""
     endpoints = pneumonia_task.PneumoniaTask().serving_endpoints(model, paths)
-    written, _ = export_lib.export_formats(model, endpoints, paths.model_dir, ("savedmodel", "tflite"),
+    written, _ = formats_lib.export_formats(model, endpoints, paths.model_dir, ("savedmodel", "tflite"),
                                            {"images": films})
     return written
 

@@ -18,7 +18,7 @@ from tests.conftest import REPO_ROOT, shared_dataset
 from tests.model_checks import assert_config_round_trip
 from tf_models.pneumonia import inference
 from tf_models.pneumonia import model as pneumonia
-from tf_models.core import export as export_lib
+from tf_models.core import formats as formats_lib
 from tf_models.core import runner, runs
 from tf_models.pneumonia import task as pneumonia_task
 
@@ -160,7 +160,7 @@ def test_export_round_trip(tmp_path):
     model = tiny_model()
     paths = runs.RunPaths("pneumonia", "export", tmp_path / "logs", tmp_path / "models").make_dirs()
     images = np.random.default_rng(2).integers(0, 256, size=(3, 32, 32, 1), dtype=np.uint8)
-    written, report = export_lib.export_formats(model, pneumonia_task.serving_endpoints(model, 0.3), paths.model_dir,
+    written, report = formats_lib.export_formats(model, pneumonia_task.serving_endpoints(model, 0.3), paths.model_dir,
                                                 ("savedmodel", "tflite"), {"images": images})
     for format_name in ("savedmodel", "tflite"):
         assert report["formats"][format_name]["max_abs_vs_keras"]["probability"] < 1e-5

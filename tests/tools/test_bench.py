@@ -3,7 +3,7 @@ import json
 import pytest
 
 from scripts import bench as bench_script
-from tf_models.core import export
+from tf_models.core import formats as formats_lib
 from tf_models import registry
 from tests.deployment_fixtures import tiny_overrides
 
@@ -35,13 +35,13 @@ def test_quick_bench_reports_every_figure_of_every_task(tmp_path):
             figures = entry["training"][key]
             assert abs(figures["images_per_s"] * figures["median_step_s"] - entry["batch_size"]) < 1e-6, name
         assert entry["pipeline"]["images_per_s"] > 0 and entry["pipeline"]["ratio_to_training"] > 0
-        assert set(entry["inference"]) == {"keras", *export.FORMATS}
+        assert set(entry["inference"]) == {"keras", *formats_lib.FORMATS}
         for figures in entry["inference"].values():
             assert figures["images_per_s"] > 0 and figures["batch1_latency_ms"] > 0
-        assert set(entry["file_size_bytes"]) == {"keras", *export.FORMATS}
+        assert set(entry["file_size_bytes"]) == {"keras", *formats_lib.FORMATS}
         assert min(entry["file_size_bytes"].values()) > 0 and entry["peak_resident_mb"] > 0
         fastest = entry["export"]["fastest_within_tolerance"]
-        assert fastest["format"] in export.FORMATS, name
+        assert fastest["format"] in formats_lib.FORMATS, name
         assert entry["export"]["formats"]["tflite-int8"]["ops"].get("QUANTIZE", 0) >= 1, name
         assert not {"SHAPE", "PACK"} & set(entry["export"]["formats"]["tflite-int8-batch1"]["ops"]), name
     tutorial = report["tutorial_dcgan"]

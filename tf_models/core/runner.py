@@ -19,7 +19,7 @@ import keras
 from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import checkpoints, faults, loop, precision, provenance, runs
 from tf_models.core import config as config_lib
-from tf_models.core import export as export_lib
+from tf_models.core import formats as formats_lib
 from tf_models.core import strategy as strategy_lib
 
 
@@ -35,7 +35,7 @@ class Task:
     """
 
     name = ""
-    # What the end of training exports besides model.keras (names of `export.FORMATS`).
+    # What the end of training exports besides model.keras (names of `formats_lib.FORMATS`).
     export_formats = ("savedmodel", "tflite")
 
     def resolve(self, config):
@@ -114,12 +114,12 @@ class RunResult:
 
 def export_run(task, model, config, paths, formats=None, examples=32):
     """model.keras, the task's own files (`Task.before_export`) and `formats` (default: the task's
-    `export_formats`) through `export.export_task`, which `scripts/export.py` calls too."""
+    `export_formats`) through `formats_lib.export_task`, which `scripts/export.py` calls too."""
     formats = task.export_formats if formats is None else formats
     written = [runs.save_keras_model(model, paths.keras_file)]
     written += task.before_export(model, paths, config)
     if formats:
-        written += export_lib.export_task(task, model, config, paths, formats, examples=examples,
+        written += formats_lib.export_task(task, model, config, paths, formats, examples=examples,
                                           calibration_examples=min(examples, 128))[0]
     return written
 

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from tf_models.dcgan import tutorial as tutorial_dcgan
 from tf_models.core import export, precision, runs
+from tf_models.core import formats as formats_lib
 from tf_models.tools import benchmark, flops, machine
 from tf_models.core import config as config_lib
 from tf_models import registry
@@ -136,7 +137,7 @@ def inference_runners(task, model, paths, formats_report):
     threads = len(os.sched_getaffinity(0))
     result = {"keras": lambda inputs: export.call_endpoint(compiled, signature, inputs)}
     for name, entry in formats_report.items():
-        result[name] = export.format_runner(name, entry["path"], threads=threads)
+        result[name] = formats_lib.format_runner(name, entry["path"], threads=threads)
     return result
 
 
@@ -159,7 +160,7 @@ def benchmark_task(task_name, overrides, settings):
     with tempfile.TemporaryDirectory() as scratch:
         paths = runs.RunPaths(task_name, "bench", pathlib.Path(scratch) / "logs", pathlib.Path(scratch) / "models")
         paths.make_dirs()
-        _, report = export.export_task(task, model, config, paths, export.FORMATS, None, settings.parity_examples,
+        _, report = formats_lib.export_task(task, model, config, paths, formats_lib.FORMATS, None, settings.parity_examples,
                                        settings.calibration_examples)
         keras_file = runs.save_keras_model(task.inference_model(model), paths.model_dir / "inference.keras")
         sizes = {"keras": keras_file.stat().st_size}
@@ -335,7 +336,7 @@ def export_summary(report):
 
 def quantization_markdown(results):
     """Per task: batch-1 latency of each TFLite format against float TFLite, and the fastest within tolerance."""
-    names = [name for name in export.FORMATS if name != "savedmodel"]
+    names = [name for name in formats_lib.FORMATS if name != "savedmodel"]
     lines = ["| task | " + " | ".join(f"{name} ms (x float)" for name in names) + " | fastest within 0.5 points |",
              "|" + "---|" * (len(names) + 2)]
     for task_name, entry in results["tasks"].items():

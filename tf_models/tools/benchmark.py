@@ -12,24 +12,12 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tf_models.core import loop
-
-
-def median_seconds(function, warmup, repeats):
-    """Median wall-clock seconds of `function()` over `repeats` calls after `warmup` calls."""
-    for _ in range(warmup):
-        function()
-    durations = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        function()
-        durations.append(time.perf_counter() - start)
-    return float(np.median(durations))
+from tf_models.core import loop, timing
 
 
 def train_step_seconds(model, dataset, jit_compile, warmup, steps, step=None):
     """Median seconds per training step of `model.train_step` (or `step`) as `tf_models.core.loop` runs it."""
-    return median_seconds(step_runner(model, dataset, jit_compile, step), warmup, steps)
+    return timing.median_seconds(step_runner(model, dataset, jit_compile, step), warmup, steps)
 
 
 def pipeline_images_per_second(dataset, batch_size, warmup, batches):
@@ -50,8 +38,8 @@ def inference_figures(run, inputs, warmup, repeats):
     """
     batch_size = len(next(iter(inputs.values())))
     single = {name: value[:1] for name, value in inputs.items()}
-    batch_seconds = median_seconds(lambda: run(inputs), warmup, repeats)
-    latency_seconds = median_seconds(lambda: run(single), warmup, repeats)
+    batch_seconds = timing.median_seconds(lambda: run(inputs), warmup, repeats)
+    latency_seconds = timing.median_seconds(lambda: run(single), warmup, repeats)
     return {"images_per_s": batch_size / batch_seconds, "batch1_latency_ms": 1000.0 * latency_seconds}
 
 

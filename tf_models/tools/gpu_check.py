@@ -22,7 +22,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tf_models.core import export, loop, runs
+from tf_models.core import loop, runs
+from tf_models.core import formats as formats_lib
 from tf_models.tools import bench, benchmark
 from tf_models import registry
 
@@ -90,7 +91,7 @@ def parity(task, model, config, examples):
     with tempfile.TemporaryDirectory() as scratch:
         paths = runs.RunPaths(task.name, "gpu-check", pathlib.Path(scratch) / "logs", pathlib.Path(scratch) / "models")
         paths.make_dirs()
-        _, report = export.export_task(task, model, config, paths, PARITY_FORMATS, None, examples, 0)
+        _, report = formats_lib.export_task(task, model, config, paths, PARITY_FORMATS, None, examples, 0)
     return {name: entry["max_abs_vs_keras"] for name, entry in report["formats"].items()}
 
 
