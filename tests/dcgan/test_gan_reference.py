@@ -52,3 +52,12 @@ def test_reference_scores_grow_with_the_damage(tmp_path):
     assert variants["noise:0.5"]["kid"] > variants["real"]["kid"]
     assert all(np.isfinite(value) for row in variants.values() for value in row.values())
     assert "| noise:0.5 |" in result.stdout
+
+
+def test_the_table_gives_distances_as_differences_from_the_real_row():
+    variants = {"real": {"realism": 0.99, "inception_score": 9.6, "fcd": 0.1, "kid": -0.005},
+                "blur:1.0": {"realism": 0.9, "inception_score": 4.8, "fcd": 35.1, "kid": 0.92}}
+    text = gan_reference.table({"variants": variants})
+    assert "| real | 0.990 | 9.600 | 100 % | 0.100 | +0.000 | -0.0050 | +0.0000 |" in text
+    assert "| blur:1.0 | 0.900 | 4.800 | 50 % | 35.100 | +35.000 | 0.9200 | +0.9250 |" in text
+    assert "x |" not in text

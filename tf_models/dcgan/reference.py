@@ -113,12 +113,15 @@ def reference_scores(scorer, data, image_size, channels, num_classes, variants, 
 
 
 def table(result):
-    lines = ["| variant of real half A | realism | IS proxy | FCD | FCD / real | KID |", "|---|---|---|---|---|---|"]
-    real_fcd = result["variants"].get("real", {}).get("fcd", float("nan"))
+    """One row per variant; FCD and KID also as their difference from the real row (both near 0 there)."""
+    lines = ["| variant of real half A | realism | IS proxy | IS / real | FCD | FCD - real | KID | KID - real |",
+             "|---|---|---|---|---|---|---|---|"]
+    real = result["variants"].get("real", {})
     for variant, scores in result["variants"].items():
-        ratio = scores["fcd"] / real_fcd if real_fcd else float("nan")
-        lines.append(f"| {variant} | {scores['realism']:.3f} | {scores['inception_score']:.3f} | "
-                     f"{scores['fcd']:.3f} | {ratio:.1f}x | {scores['kid']:.4f} |")
+        is_share = scores["inception_score"] / real["inception_score"] if real.get("inception_score") else float("nan")
+        lines.append(f"| {variant} | {scores['realism']:.3f} | {scores['inception_score']:.3f} | {100 * is_share:.0f} % | "
+                     f"{scores['fcd']:.3f} | {scores['fcd'] - real.get('fcd', float('nan')):+.3f} | "
+                     f"{scores['kid']:.4f} | {scores['kid'] - real.get('kid', float('nan')):+.4f} |")
     return "\n".join(lines)
 
 
