@@ -64,9 +64,8 @@ def test_results_include_the_dcgan_races_and_comparisons_that_recorded_their_com
     race = logs / "experiments" / "race-18min"
     runs.atomic_write_text(race / "race.md", "| recipe | minutes to IS 50 % of real |\n|---|---|\n| project | 1.0 |\n")
     provenance.record(race, "python scripts/race.py --minutes 18 --name race-18min")
-    unrecorded = logs / "experiments" / "by-hand"
-    runs.atomic_write_text(unrecorded / "comparison.md", "| run | IS proxy |\n|---|---|\n| a | 9.9 |\n")
+    runs.atomic_write_text(race / "comparison.md", "| run | IS proxy |\n|---|---|\n| a | 9.9 |\n")
     text = report.results_markdown(logs)
-    assert "### race-18min [1]" in text and "| project | 1.0 |" in text
+    assert "### race-18min: race.md [1]" in text and "| project | 1.0 |" in text
     assert "`python scripts/race.py --minutes 18 --name race-18min`" in text
-    assert "by-hand" not in text and "9.9" not in text
+    assert "comparison.md" not in text and "9.9" not in text

@@ -117,21 +117,21 @@ def task_section(name, records, metric_keys):
     return "\n".join(lines)
 
 
-EXPERIMENT_TABLES = ("comparison.md", "race.md")
+# Each table of logs/experiments/<name>/ and the scripts that write it.
+EXPERIMENT_TABLES = {"comparison.md": ("compare_recipes.py", "run_experiments.py"), "race.md": ("race.py",)}
 
 
 def experiments_section(logs_root):
-    """The tables of every DCGAN comparison and race under logs/experiments/ with a recorded command ("" if none)."""
+    """The tables of every DCGAN comparison and race under logs/experiments/ whose command was recorded ("" if none)."""
     parts, notes = [], []
     for folder in sorted(path for path in (pathlib.Path(logs_root) / "experiments").glob("*") if path.is_dir()):
         entries = provenance.read(folder)
-        tables = [folder / name for name in EXPERIMENT_TABLES if (folder / name).is_file()]
-        if not entries or not tables:
-            continue
-        notes.append(_footnote(len(notes) + 1, "written", entries[-1]))
-        parts += [f"### {folder.name} [{len(notes)}]", ""]
-        for table in tables:
-            parts += [table.read_text().strip(), ""]
+        for table, scripts in EXPERIMENT_TABLES.items():
+            made_by = [entry for entry in entries if any(script in entry.get("command", "") for script in scripts)]
+            if not made_by or not (folder / table).is_file():
+                continue
+            notes.append(_footnote(len(notes) + 1, "written", made_by[-1]))
+            parts += [f"### {folder.name}: {table} [{len(notes)}]", "", (folder / table).read_text().strip(), ""]
     if not parts:
         return ""
     return "\n".join(["## DCGAN comparisons and races", "", *parts, *notes, ""])
