@@ -162,7 +162,7 @@ def newest_bench(bench_dir):
 
 def with_bench(document, bench_markdown, source):
     """`document` with the text between the generated-section markers replaced (appended when absent)."""
-    section = f"{BENCH_START}\nFrom `{source}` (written by `make bench`).\n\n{bench_markdown.strip()}\n{BENCH_END}"
+    section = f"{BENCH_START}\nFrom `{source}` (written by `scripts/bench.py`, whose JSON beside it holds every figure and the machine).\n\n{bench_markdown.strip()}\n{BENCH_END}"
     if BENCH_START in document and BENCH_END in document:
         before, _, rest = document.partition(BENCH_START)
         _, _, after = rest.partition(BENCH_END)
