@@ -162,7 +162,8 @@ def newest_bench(bench_dir):
 
 def with_bench(document, bench_markdown, source):
     """`document` with the text between the generated-section markers replaced (appended when absent)."""
-    section = f"{BENCH_START}\nFrom `{source}` (written by `scripts/bench.py`, whose JSON beside it holds every figure and the machine).\n\n{bench_markdown.strip()}\n{BENCH_END}"
+    origin = f"From `{source}` (written by `scripts/bench.py`; the JSON beside it holds every figure and the machine)."
+    section = f"{BENCH_START}\n{origin}\n\n{bench_markdown.strip()}\n{BENCH_END}"
     if BENCH_START in document and BENCH_END in document:
         before, _, rest = document.partition(BENCH_START)
         _, _, after = rest.partition(BENCH_END)
