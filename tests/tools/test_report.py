@@ -46,7 +46,7 @@ def test_a_run_with_nothing_recorded_is_left_out(tmp_path):
 def test_the_newest_bench_replaces_only_the_generated_section(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "benchmarks.md").write_text(f"# Benchmarks\n\nHow to read.\n\n{report.BENCH_START}\nold\n"
+    (docs / "benchmarks.md").write_text(f"# Benchmarks\n\nHow to read.\n\n{report.BENCH_START}\nthe earlier section\n"
                                         f"{report.BENCH_END}\n\nAfter.\n")
     bench = tmp_path / "logs" / "bench"
     bench.mkdir(parents=True)
@@ -54,7 +54,7 @@ def test_the_newest_bench_replaces_only_the_generated_section(tmp_path):
     (bench / "2026-02-01.md").write_text("| task | images/s |\n|---|---|\n| unet | 2 |\n")
     report.write(tmp_path / "logs", docs)
     text = (docs / "benchmarks.md").read_text()
-    assert "| unet | 2 |" in text and "old" not in text and "| unet | 1 |" not in text
+    assert "| unet | 2 |" in text and "the earlier section" not in text and "| unet | 1 |" not in text
     assert text.startswith("# Benchmarks\n\nHow to read.") and text.rstrip().endswith("After.")
     assert "2026-02-01.md" in text
 
