@@ -182,3 +182,6 @@ def test_race_gives_a_lower_bound_when_only_the_project_reaches_a_target():
     table = gan_experiments.race_markdown(result)
     assert "50 %: 4.00x" in table and "60 %: more than 3.00x (the tutorial did not reach it)" in table
     assert "| tutorial (`tutorial`, batch 8) | 8.0 | not reached in 12 min |" in table
+    rows[1]["curve"][-1]["training_minutes"] = 11.9999
+    result["speedup_at_least"]["0.6"] = gan_experiments._speedup_bound(rows, "0.6")
+    assert "60 %: more than 2.99x" in gan_experiments.race_markdown(result)

@@ -18,6 +18,7 @@ noise) and `losses.png` (generator and discriminator losses per epoch).
 
 import dataclasses
 import json
+import math
 import pathlib
 
 
@@ -326,7 +327,7 @@ def _speedup_text(result, target):
     if value:
         return f"{value:.2f}x"
     if bound:
-        return f"more than {bound:.2f}x (the tutorial did not reach it)"
+        return f"more than {math.floor(100 * bound) / 100:.2f}x (the tutorial did not reach it)"
     return "n/a"
 
 
