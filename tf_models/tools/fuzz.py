@@ -225,7 +225,8 @@ class Worker:
             return "hang", f"no answer within {timeout:.0f} s"
         try:
             outcome, message, peak = self.connection.recv()
-        except EOFError:
+        except (EOFError, ConnectionError):
+            self.process.join(5)
             code = self.process.exitcode
             self.stop(kill=True)
             return "crash", f"the worker died (exit code {code})"
@@ -235,10 +236,13 @@ class Worker:
     def stop(self, kill=False):
         if self.process is None:
             return
-        if kill:
+        if kill or not self.process.is_alive():
             self.process.kill()
         else:
-            self.connection.send(None)
+            try:
+                self.connection.send(None)
+            except ConnectionError:
+                self.process.kill()
         self.process.join(10)
         self.process = None
 
