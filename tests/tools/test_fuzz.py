@@ -87,3 +87,18 @@ def test_a_cmyk_jpeg_in_a_paired_folder_is_named(tmp_path):
     files = paired.list_paired_files(tmp_path, "noise:0.05")
     with pytest.raises(ValueError, match=r"cmyk\.jpg: cannot be decoded .*Remove or replace"):
         paired.load_grayscale_dataset(files.targets)
+
+
+def test_a_worker_that_died_after_its_answer_is_restarted_and_the_next_file_is_still_tried(tmp_path):
+    worker = fuzz.Worker(str(tmp_path))
+    worker.start()
+    worker.process.kill()
+    worker.process.join()
+    worker.process.is_alive = lambda: True  # died, not yet noticed: the next send meets a closed pipe
+    name, data, extension = png_seed()
+    try:
+        outcome, message = worker.run(("read_image", name, data, extension, 1), timeout=120.0)
+    finally:
+        worker.stop()
+    assert outcome == "decoded", message
+    assert worker.deaths_between_jobs == [-9]

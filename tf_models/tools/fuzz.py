@@ -209,6 +209,7 @@ class Worker:
         self.scratch = scratch
         self.process = None
         self.peak_kib = 0
+        self.deaths_between_jobs = []
 
     def start(self):
         context = multiprocessing.get_context("spawn")
@@ -219,19 +220,29 @@ class Worker:
     def run(self, job, timeout):
         if self.process is None or not self.process.is_alive():
             self.start()
-        self.connection.send(job)
+        try:
+            self.connection.send(job)
+        except ConnectionError:
+            self.deaths_between_jobs.append(self.exit_code())
+            self.stop(kill=True)
+            self.start()
+            self.connection.send(job)
         if not self.connection.poll(timeout):
             self.stop(kill=True)
             return "hang", f"no answer within {timeout:.0f} s"
         try:
             outcome, message, peak = self.connection.recv()
         except (EOFError, ConnectionError):
-            self.process.join(5)
-            code = self.process.exitcode
+            code = self.exit_code()
             self.stop(kill=True)
             return "crash", f"the worker died (exit code {code})"
         self.peak_kib = max(self.peak_kib, peak)
         return outcome, message
+
+    def exit_code(self):
+        """The exit code of a worker that has died (negative: the signal), None if it still runs."""
+        self.process.join(5)
+        return self.process.exitcode
 
     def stop(self, kill=False):
         if self.process is None:
@@ -274,6 +285,7 @@ def fuzz(datasets_root, count=200, seed=0, timeout=60.0, workers=1, progress=Non
             "totals": {outcome: totals[outcome] for outcome in OUTCOMES},
             "findings": {key: value[:50] for key, value in findings.items()},
             "peak_worker_memory_mib": round(max(worker.peak_kib for worker in pool) / 1024.0, 1),
+            "worker_deaths_between_jobs": [code for worker in pool for code in worker.deaths_between_jobs],
             "seconds": round(time.monotonic() - start, 1),
             "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         }
@@ -326,6 +338,9 @@ def format_table(report):
     lines.append(f"{report['files']} files (seed {report['seed']}, from {report['seed_files']} real seed files), "
                  f"{report['seconds']:.0f} s, peak worker memory {report['peak_worker_memory_mib']:.0f} MiB, "
                  f"{report['cpu']}.")
+    deaths = report.get("worker_deaths_between_jobs")
+    if deaths:
+        lines.append(f"Workers that died between two files and were restarted: {len(deaths)} (exit codes {deaths}).")
     return "\n".join(lines)
 
 
