@@ -59,6 +59,13 @@ def test_every_format_loads_back_and_agrees_with_keras(exported, name):
     assert json.loads((paths.model_dir / "export_formats.json").read_text())["formats"].keys() == sizes.keys()
 
 
+def test_a_generator_is_scored_by_its_fidelity_to_the_keras_images(exported):
+    report = exported["dcgan"]["report"]
+    assert report["keras_score"]["ssim_to_keras"] == pytest.approx(1.0)
+    assert report["formats"]["onnx"]["score"]["ssim_to_keras"] > 0.999
+    assert report["fastest_within_tolerance"]["format"] is not None
+
+
 @pytest.mark.parametrize("name", IMAGE_TASKS)
 def test_serving_default_takes_uint8_images(exported, name):
     specs = export.signature_inputs(exported[name]["paths"].serving_dir / "1")
@@ -68,7 +75,7 @@ def test_serving_default_takes_uint8_images(exported, name):
 
 @pytest.mark.parametrize("format_name", ["tflite-int8", "onnx"])
 def test_report_scores_the_task_metric_before_and_after(exported, format_name):
-    for name, metric in (("unet", "dice"), ("pneumonia", "accuracy"), ("pix2pix", "psnr")):
+    for name, metric in (("unet", "dice"), ("pneumonia", "accuracy"), ("pix2pix", "psnr"), ("dcgan", "ssim_to_keras")):
         report = exported[name]["report"]
         entry = report["formats"][format_name]
         assert metric in report["keras_score"] and metric in entry["score"]

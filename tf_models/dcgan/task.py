@@ -7,10 +7,12 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import gan as gan_pipeline
+from tf_models import metrics
 from tf_models.dcgan import model as dcgan
 from tf_models.dcgan import tutorial as tutorial_dcgan
 from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import config as config_lib
+from tf_models.core import export as export_lib
 from tf_models.core import runner
 
 option = config_lib.option
@@ -220,9 +222,23 @@ class DCGANTask(runner.Task):
         return serving_endpoints(model.sampling_generator)
 
     def deployment_examples(self, model, config, split, count):
-        """Latent vectors (the generator's real input distribution) and, conditional, class ids; no targets."""
+        """Latent vectors (the generator's real input distribution) and, conditional, class ids.
+
+        The targets are the Keras generator's own uint8 images of those inputs: a generator has
+        no ground truth, so a converted file is scored by how faithfully it reproduces them.
+        """
         rng = np.random.default_rng([config.seed, 0 if split == "train" else 1])
-        return example_inputs(model.sampling_generator, rng, count), None
+        inputs = example_inputs(model.sampling_generator, rng, count)
+        function, signature = serving_endpoints(model.sampling_generator)["serving_default"]
+        compiled = tf.function(function)
+        images = export_lib.run_batched(lambda part: export_lib.call_endpoint(compiled, signature, part), inputs)
+        return inputs, images[SERVING_OUTPUT]
+
+    def deployment_score(self, outputs, targets):
+        """Fidelity: mean SSIM of the served images to the Keras generator's (1.0 for an exact copy)."""
+        scores = [metrics.image_quality(output, target, max_val=255.0)["ssim"]
+                  for output, target in zip(outputs[SERVING_OUTPUT], targets)]
+        return {"ssim_to_keras": float(np.mean(scores))}
 
 
 class GanQuality(keras.callbacks.Callback):
