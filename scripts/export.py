@@ -10,14 +10,18 @@ serving/<N>/ and model.tflite, model_dynamic.tflite, model_int8.tflite (int8
 calibrated on training images), model.onnx (the serving_default signature,
 run with onnxruntime), and export_formats.json: for each format the largest
 difference from Keras on validation examples, its batch-1 latency and the task
-metric (Dice, accuracy, PSNR) before and after conversion.
+metric (Dice, accuracy, PSNR; for a generator its SSIM to the Keras images)
+before and after conversion, and each TFLite file's time per op type. An int8
+file keeps in float32 its head (what follows the last layer with weights) and
+the op types that XNNPACK takes in float32 but not in int8; the report lists
+them beside the full-integer file's latency.
 """
 
 import argparse
 import json
 import sys
 
-from tf_models.core import cli, runner, runs
+from tf_models.core import cli, op_profile, runner, runs
 from tf_models.core import formats as formats_lib
 from tf_models import registry
 
@@ -41,8 +45,12 @@ def main(argv=None):
     model, config, paths = runner.load_run(task, config_class, run_name, args.logs_root, args.models_root)
     written, report = formats_lib.export_task(task, model, config, paths, formats, args.version or None, args.examples,
                                          args.calibration_examples)
-    print(json.dumps({name: {key: value for key, value in entry.items() if key != "path"}
+    print(json.dumps({name: {key: value for key, value in entry.items() if key not in ("path", "op_profile")}
                       for name, entry in report["formats"].items()}, indent=2))
+    profiles = {name: entry["op_profile"] for name, entry in report["formats"].items() if "op_profile" in entry}
+    if profiles:
+        print("\nBatch-1 milliseconds per op type, each op timed alone (export_formats.json has every op):\n")
+        print(op_profile.format_table(profiles))
     runner.print_written(written)
     return 0
 

@@ -66,6 +66,30 @@ def test_a_generator_is_scored_by_its_fidelity_to_the_keras_images(exported):
     assert report["fastest_within_tolerance"]["format"] is not None
 
 
+def test_the_fixed_shape_int8_enhancer_stays_close_to_keras(exported):
+    """Its head in int8 once rounded every pixel to black or white (131 grey levels off)."""
+    entry = exported["pix2pix"]["report"]["formats"]["tflite-int8-batch1"]
+    assert entry["float32_nodes"], "the head after the last convolution is kept in float32"
+    assert entry["max_abs_vs_keras"]["enhanced"] <= 32
+    assert abs(entry["score_drop"]["psnr"]) < 1.0
+
+
+@pytest.mark.parametrize("name", sorted(registry.names()))
+def test_every_tflite_file_has_a_per_op_profile(exported, name):
+    for format_name, entry in exported[name]["report"]["formats"].items():
+        if format_name in formats_lib.TFLITE_FORMATS or format_name in formats_lib.STATIC_TFLITE_FORMATS:
+            profile = entry["op_profile"]
+            assert {op: value["count"] for op, value in profile["ops"].items()} == entry["ops"], format_name
+            assert profile["sum_ms"] > 0 and profile["slowest"]
+
+
+def test_the_standardisation_of_the_int8_classifier_runs_in_float(exported):
+    entry = exported["pneumonia"]["report"]["formats"]["tflite-int8"]
+    assert "DIV" in entry["float32_ops"]
+    assert entry["op_profile"]["ops"]["DIV"]["dtypes"] == ["FLOAT32"]
+    assert entry["full_integer_batch1_latency_ms"] > 0
+
+
 @pytest.mark.parametrize("name", IMAGE_TASKS)
 def test_serving_default_takes_uint8_images(exported, name):
     specs = export.signature_inputs(exported[name]["paths"].serving_dir / "1")

@@ -9,11 +9,13 @@ deployment format of a run and compares each with Keras.
 import pathlib
 import shutil
 import tempfile
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 from ai_edge_litert import interpreter as litert
+from tensorflow.lite.tools import flatbuffer_utils
 
 from tf_models.core import runs
 
@@ -71,7 +73,7 @@ def export_saved_model(trackable, endpoints, serving_dir, version=None):
     return target
 
 
-def export_tflite(saved_model_dir, path, mode="float", representative_inputs=None):
+def export_tflite(saved_model_dir, path, mode="float", representative_inputs=None, float_ops=(), float_nodes=()):
     """Converts the SavedModel's `serving_default` signature to TFLite.
 
     Args:
@@ -79,6 +81,8 @@ def export_tflite(saved_model_dir, path, mode="float", representative_inputs=Non
             `int8` (full integer, needs `representative_inputs`).
         representative_inputs: list of input dicts (signature name -> array)
             used to calibrate `int8`.
+        float_ops, float_nodes: `int8` only: op types (`DIV`) and nodes (by
+            output tensor name) left in float32 (TF's selective quantization).
     """
     if mode not in TFLITE_MODES:
         raise ValueError(f"Unknown TFLite mode {mode!r}; choose one of {', '.join(TFLITE_MODES)}.")
@@ -95,6 +99,15 @@ def export_tflite(saved_model_dir, path, mode="float", representative_inputs=Non
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
             tf.lite.OpsSet.TFLITE_BUILTINS,
         ]
+        if float_ops or float_nodes:
+            options = tf.lite.experimental.QuantizationDebugOptions(
+                denylisted_ops=list(float_ops), denylisted_nodes=list(float_nodes))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the debugger runs TF's own deprecated tf.lite.Interpreter
+                debugger = tf.lite.experimental.QuantizationDebugger(
+                    converter=converter, debug_dataset=converter.representative_dataset, debug_options=options)
+                content = debugger.get_nondebug_quantized_model()
+            return runs.atomic_write_bytes(path, content)
     return runs.atomic_write_bytes(path, converter.convert())
 
 
@@ -153,7 +166,8 @@ def is_static_batch1(interpreter, signature="serving_default"):
     return all(len(entry["shape_signature"]) and entry["shape_signature"][0] == 1 for entry in details)
 
 
-def export_static_tflite(trackable, endpoint, example_inputs, path, mode="int8", representative_inputs=None):
+def export_static_tflite(trackable, endpoint, example_inputs, path, mode="int8", representative_inputs=None,
+                         float_ops=(), float_nodes=()):
     """TFLite of `endpoint` with every input shape fixed to the shape of one of `example_inputs`.
 
     With fixed shapes the converter folds the shape arithmetic of transposed
@@ -167,7 +181,7 @@ def export_static_tflite(trackable, endpoint, example_inputs, path, mode="int8",
              for spec in input_signature]
     with tempfile.TemporaryDirectory() as scratch:
         saved_model_dir = export_saved_model(trackable, {"serving_default": (function, specs)}, scratch, 1)
-        return export_tflite(saved_model_dir, path, mode, representative_inputs)
+        return export_tflite(saved_model_dir, path, mode, representative_inputs, float_ops, float_nodes)
 
 
 def op_counts(path):
@@ -175,6 +189,15 @@ def op_counts(path):
     interpreter = litert.Interpreter(model_path=str(path))
     names = [entry["op_name"] for entry in interpreter._get_ops_details()]
     return {name: names.count(name) for name in sorted(set(names))}
+
+
+def op_sequence(path):
+    """(op names, output tensor names) of a TFLite file's main subgraph, in execution order."""
+    model = flatbuffer_utils.read_model(str(path))
+    subgraph = model.subgraphs[0]
+    names = [flatbuffer_utils.opcode_to_name(model, operator.opcodeIndex) for operator in subgraph.operators]
+    outputs = [subgraph.tensors[operator.outputs[0]].name.decode() for operator in subgraph.operators]
+    return names, outputs
 
 
 def call_endpoint(function, input_signature, inputs):

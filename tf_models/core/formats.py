@@ -14,7 +14,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from tf_models.core import export, onnx_export, runs, timing
+from tf_models.core import export, onnx_export, op_profile, runs, timing
 
 
 def score_drop_points(drop, score):
@@ -129,20 +129,42 @@ def export_formats(trackable, endpoints, model_dir, formats, inputs, version=Non
                 "mean_abs_vs_keras": mean_abs_difference(keras_outputs, served),
                 "batch1_latency_ms": batch1_latency_ms(saved_model_run, single),
             }
+        profiles = {}
+
+        def float_profile():
+            if "tflite" not in profiles:
+                float_path, _ = write_format("tflite", serving_dir, endpoints["serving_default"], scratch)
+                profiles["tflite"] = op_profile.summary(float_path, single, repeats=PROFILE_REPEATS)
+            return profiles["tflite"]
+
         for name in formats:
             if name == "savedmodel":
                 continue
+            selective = {}
             if name in STATIC_TFLITE_FORMATS:
-                path, converted_run = write_static_format(name, trackable, endpoints["serving_default"], single,
-                                                          model_dir, representative_inputs)
+                def write(**parts):
+                    return write_static_format(name, trackable, endpoints["serving_default"], single, model_dir,
+                                               representative_inputs, **parts)
             else:
-                path, converted_run = write_format(name, serving_dir, endpoints["serving_default"], model_dir,
-                                                   representative_inputs)
+                def write(**parts):
+                    return write_format(name, serving_dir, endpoints["serving_default"], model_dir,
+                                        representative_inputs, **parts)
+            path, converted_run = write()
+            if name not in ONNX_FORMATS:
+                profiles[name] = op_profile.summary(path, single, repeats=PROFILE_REPEATS)
+            if _tflite_mode(name) == "int8":
+                parts = int8_float_parts(path, profiles[name], float_profile())
+                if parts["float_ops"] or parts["float_nodes"]:
+                    selective = {"full_integer_batch1_latency_ms": batch1_latency_ms(converted_run, single),
+                                 "full_integer_profile_sum_ms": profiles[name]["sum_ms"],
+                                 "float32_ops": parts["float_ops"], "float32_nodes": parts["float_nodes"]}
+                    path, converted_run = write(**parts)
+                    profiles[name] = op_profile.summary(path, single, repeats=PROFILE_REPEATS)
             converted = export.run_batched(converted_run, inputs)
             entry = {"path": str(path), "size_bytes": path.stat().st_size,
                      "max_abs_vs_keras": max_abs_difference(keras_outputs, converted),
                      "mean_abs_vs_keras": mean_abs_difference(keras_outputs, converted),
-                     "batch1_latency_ms": batch1_latency_ms(converted_run, single)}
+                     "batch1_latency_ms": batch1_latency_ms(converted_run, single), **selective}
             if score is not None:
                 entry["score"] = score(converted, targets)
                 entry["score_drop"] = {
@@ -150,30 +172,68 @@ def export_formats(trackable, endpoints, model_dir, formats, inputs, version=Non
                 }
             if name not in ONNX_FORMATS:
                 entry["ops"] = export.op_counts(path)
+                entry["op_profile"] = profiles[name]
             report["formats"][name] = entry
             written.append(path)
     report["fastest_within_tolerance"] = fastest_format(report)
     return written, report
 
 
-def write_format(name, serving_dir, endpoint, model_dir, representative_inputs=None):
-    """Writes the TFLite or ONNX format `name` into `model_dir`; returns (path, runner over the file)."""
+def write_format(name, serving_dir, endpoint, model_dir, representative_inputs=None, float_ops=(), float_nodes=()):
+    """Writes the TFLite or ONNX format `name` into `model_dir`; returns (path, runner over the file).
+
+    `float_ops`, `float_nodes`: what an int8 file keeps in float32 (see `int8_float_parts`).
+    """
     threads = len(os.sched_getaffinity(0))
     if name in ONNX_FORMATS:
         function, input_signature = endpoint
         path = onnx_export.export_onnx(function, input_signature, pathlib.Path(model_dir) / ONNX_FORMATS[name])
         return path, onnx_export.onnx_runner(path, threads=threads)
     mode, file_name = TFLITE_FORMATS[name]
-    path = export.export_tflite(serving_dir, pathlib.Path(model_dir) / file_name, mode, representative_inputs)
+    path = export.export_tflite(serving_dir, pathlib.Path(model_dir) / file_name, mode, representative_inputs,
+                                float_ops, float_nodes)
     return path, export.tflite_runner(path, threads=threads)
 
 
-def write_static_format(name, trackable, endpoint, example_inputs, model_dir, representative_inputs=None):
+def write_static_format(name, trackable, endpoint, example_inputs, model_dir, representative_inputs=None,
+                        float_ops=(), float_nodes=()):
     """Writes the fixed-shape TFLite format `name` (`STATIC_TFLITE_FORMATS`); returns (path, runner over the file)."""
     mode, file_name = STATIC_TFLITE_FORMATS[name]
     path = export.export_static_tflite(trackable, endpoint, example_inputs, pathlib.Path(model_dir) / file_name, mode,
-                                representative_inputs)
+                                       representative_inputs, float_ops, float_nodes)
     return path, export.tflite_runner(path, threads=len(os.sched_getaffinity(0)))
+
+
+# Ops with weights: an int8 file's head is what follows the last of them.
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL")
+PROFILE_REPEATS = 10
+
+
+def int8_float_parts(int8_path, int8_profile, float_profile):
+    """What an int8 file is better off keeping in float32: `{float_ops, float_nodes}`.
+
+    - `float_nodes`: the head, every node after the last op with weights
+      (output scaling to grey levels, thresholds, probabilities). It costs
+      little in float32, and its int8 ranges are where the quantizer goes
+      wrong: a fixed-shape Pix2Pix file gave its ReLU before the x255 the
+      output's scale of 1.0, which rounded every pixel to black or white.
+    - `float_ops`: op types XNNPACK runs in the float32 file but not in int8,
+      so that int8 left them to TFLite's slower reference kernels (the
+      per-image standardisation's DIV and SQUARED_DIFFERENCE, for one).
+    """
+    names, output_names = export.op_sequence(int8_path)
+    weighted = [index for index, name in enumerate(names) if name in WEIGHTED_OPS]
+    head = output_names[weighted[-1] + 1:] if weighted else []
+    return {"float_ops": float_only_ops(int8_profile, float_profile), "float_nodes": head}
+
+
+def float_only_ops(int8_profile, float_profile):
+    """Op types that run outside XNNPACK in int8 (every instance) while XNNPACK takes them in float32."""
+    return sorted(
+        op for op, entry in int8_profile["ops"].items()
+        if "INT8" in entry["dtypes"] and entry["delegated"] == 0
+        and float_profile["ops"].get(op, {}).get("delegated", 0) > 0
+    )
 
 
 def format_runner(name, path, threads=None):
