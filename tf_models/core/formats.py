@@ -156,7 +156,6 @@ def export_formats(trackable, endpoints, model_dir, formats, inputs, version=Non
                 parts = int8_float_parts(path, profiles[name], float_profile())
                 if parts["float_ops"] or parts["float_nodes"]:
                     selective = {"full_integer_batch1_latency_ms": batch1_latency_ms(converted_run, single),
-                                 "full_integer_profile_sum_ms": profiles[name]["sum_ms"],
                                  "float32_ops": parts["float_ops"], "float32_nodes": parts["float_nodes"]}
                     path, converted_run = write(**parts)
                     profiles[name] = op_profile.summary(path, single, repeats=PROFILE_REPEATS)

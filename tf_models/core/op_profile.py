@@ -9,21 +9,13 @@ the cost of the boundaries between XNNPACK and TFLite's own kernels.
 """
 
 import collections
-import time
 import warnings
 
 import numpy as np
 from ai_edge_litert import interpreter as litert
 from tensorflow.lite.tools import flatbuffer_utils
 
-
-def example_input(details, rng):
-    """A random array for one input of an interpreter (uint8 images, normal floats, small ints)."""
-    shape, dtype = details["shape"], details["dtype"]
-    if np.issubdtype(dtype, np.floating):
-        return rng.normal(size=shape).astype(dtype)
-    info = np.iinfo(dtype)
-    return rng.integers(max(info.min, 0), min(info.max, 255) + 1, size=shape).astype(dtype)
+from tf_models.core import timing
 
 
 def _is_constant(model, subgraph, tensor_index):
@@ -68,22 +60,17 @@ def _single_op_interpreter(model, operator, activations, threads):
     return litert.Interpreter(model_content=content, num_threads=threads)
 
 
-def tensor_inputs(path, inputs=None, seed=0):
-    """`{input tensor index: array}` of a file: `inputs` by signature name, else random arrays of the stored shapes."""
-    interpreter = litert.Interpreter(model_path=str(path))
-    if inputs is None:
-        rng = np.random.default_rng(seed)
-        return {entry["index"]: example_input(entry, rng) for entry in interpreter.get_input_details()}
-    details = interpreter.get_signature_runner().get_input_details()
+def tensor_inputs(path, inputs):
+    """`{input tensor index: array}` of a file, from `inputs` keyed by signature input name."""
+    details = litert.Interpreter(model_path=str(path)).get_signature_runner().get_input_details()
     return {details[name]["index"]: np.asarray(value).astype(details[name]["dtype"]) for name, value in inputs.items()}
 
 
-def profile_ops(path, inputs=None, threads=None, warmup=3, repeats=20):
+def profile_ops(path, inputs, threads=None, warmup=3, repeats=20):
     """One row per operator of the file's main subgraph, in execution order.
 
-    `inputs`: one example `{signature input name: array}` (needed where the
-    stored shapes are not runnable, e.g. images of any size); random arrays
-    of the stored shapes when None.
+    `inputs`: one example `{signature input name: array}` the whole file is
+    run on first, to record what each op receives.
 
     Each row: `index`, `op` (the TFLite op name), `ms` (median latency of the
     op alone over `repeats` calls), `delegated` (XNNPACK runs it), `dtype` of
@@ -102,18 +89,12 @@ def profile_ops(path, inputs=None, threads=None, warmup=3, repeats=20):
         interpreter.allocate_tensors()
         for entry, tensor in zip(details, activations):
             interpreter.set_tensor(entry["index"], recorded.get_tensor(tensor))
-        for _ in range(warmup):
-            interpreter.invoke()
-        seconds = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            interpreter.invoke()
-            seconds.append(time.perf_counter() - start)
+        seconds = timing.median_seconds(interpreter.invoke, warmup, repeats)
         output = subgraph.tensors[operator.outputs[0]]
         rows.append({
             "index": index,
             "op": flatbuffer_utils.opcode_to_name(model, operator.opcodeIndex),
-            "ms": 1000.0 * float(np.median(seconds)),
+            "ms": 1000.0 * seconds,
             "delegated": any(entry["op_name"] == "DELEGATE" for entry in interpreter._get_ops_details()),
             "dtype": flatbuffer_utils.type_to_name(output.type),
             "shape": [int(size) for size in recorded.get_tensor(operator.outputs[0]).shape],
@@ -136,7 +117,7 @@ def by_op(rows):
                  "dtypes": sorted(entry["dtypes"])} for op, entry in ordered}
 
 
-def summary(path, inputs=None, threads=None, repeats=20):
+def summary(path, inputs, threads=None, repeats=20):
     """`{sum_ms, ops: by_op(...), slowest: the five slowest single ops}` of one file, for the export report."""
     rows = profile_ops(path, inputs, threads=threads, repeats=repeats)
     slowest = sorted(rows, key=lambda row: -row["ms"])[:5]
