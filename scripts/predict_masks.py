@@ -8,7 +8,8 @@ Examples:
 Writes <output-dir>/<stem>_mask.png (0 background, 255 foreground) for every image, and with
 --rle-csv a submission file `img,rle_mask` in the Carvana run-length encoding (row-major,
 1-indexed start/length pairs; see tf_models.unet.inference.rle_encode). --tta averages each
-prediction with that of the horizontally flipped image (twice the compute).
+prediction with that of the horizontally flipped image (twice the compute). --upsample picks how
+the probability reaches each image's size (bilinear, logit-bicubic, guided).
 """
 
 import argparse
@@ -29,7 +30,7 @@ def main(argv=None):
     model, model_path = unet_inference.load_run_model(unet_inference.run_paths(args), args.model)
     image_paths = unet_inference.collect_images(args.inputs)
     written = unet_inference.write_masks(model, image_paths, args.output_dir, args.rle_csv or None, args.batch_size,
-                                         args.tta)
+                                         args.tta, args.upsample)
     print(f"\n{len(image_paths)} masks from {model_path}. Wrote:")
     for path in written if len(written) <= 12 else [args.output_dir] + written[-1:] * bool(args.rle_csv):
         print(f"  {path}")

@@ -111,14 +111,15 @@ def test_external_folder_is_scored_whole_and_the_run_is_unchanged(trained, tmp_p
         mask[10:30, 15 + index : 45] = 255
         iio.imwrite(external / "label" / f"car{index}.png", mask)
     run_folders = (root / "logs" / "unet" / RUN, root / "models" / "unet" / RUN)
-    before = tree_hashes(*run_folders, skip=("evaluation-other-cars", "evaluation-other-cars-tta"))
-    for extra in ([], ["--tta"]):
+    written = ("evaluation-other-cars", "evaluation-other-cars-tta", "evaluation-other-cars-tta-guided")
+    before = tree_hashes(*run_folders, skip=written)
+    for extra in ([], ["--tta"], ["--tta", "--upsample", "guided"]):
         assert evaluate_script.main(["--task", "unet", *run_flags(root), "--data", str(external), *extra]) == 0
-    assert tree_hashes(*run_folders, skip=("evaluation-other-cars", "evaluation-other-cars-tta")) == before
-    plain = json.loads((run_folders[0] / "evaluation-other-cars" / "metrics.json").read_text())
-    flipped = json.loads((run_folders[0] / "evaluation-other-cars-tta" / "metrics.json").read_text())
-    assert plain["examples"] == flipped["examples"] == 5 and "every pair" in plain["data"]
+    assert tree_hashes(*run_folders, skip=written) == before
+    plain, flipped, guided = (json.loads((run_folders[0] / name / "metrics.json").read_text()) for name in written)
+    assert plain["examples"] == flipped["examples"] == guided["examples"] == 5 and "every pair" in plain["data"]
     assert flipped["tta"] and not plain["tta"]
+    assert (plain["upsample"], flipped["upsample"], guided["upsample"]) == ("bilinear", "bilinear", "guided")
     with open(run_folders[0] / "evaluation-other-cars" / "per_image.csv", newline="") as file:
         assert [row["example_id"] for row in csv.DictReader(file)] == [f"car{index}" for index in range(5)]
 

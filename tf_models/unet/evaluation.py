@@ -8,7 +8,8 @@ after resizing the predicted probability to the image's original size against
 the original mask. Scores are per image, then averaged (empty vs empty = 1).
 
 Writes to `logs/unet/<run>/evaluation/` (`evaluation-<DIR's name>/` for another
-folder, with `-tta` appended under `--tta`): metrics.json, per_image.csv and
+folder, with `-tta` appended under `--tta` and `-<method>` under another
+`--upsample` than bilinear): metrics.json, per_image.csv and
 worst_masks.png (the 10 lowest original-resolution Dice scores: image | true
 mask | prediction). No other file of the run changes.
 """
@@ -56,14 +57,15 @@ def read_pair(pair, channels):
     return image, mask
 
 
-def score_pairs(model, pairs, batch_size, tta=False):
+def score_pairs(model, pairs, batch_size, tta=False, upsample="bilinear"):
     """Per-image rows (see COLUMNS) and the data the worst-case figure needs."""
     size, channels = tuple(model.input_shape[1:3]), model.input_shape[-1]
     rows, kept = [], []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
         originals = [read_pair(pair, channels) for pair in chunk]
-        predictions = unet_inference.predict_images(model, [image for image, _ in originals], batch_size, tta)
+        predictions = unet_inference.predict_images(model, [image for image, _ in originals], batch_size, tta,
+                                                    upsample)
         for pair, (image, mask), (small, large) in zip(chunk, originals, predictions):
             small_mask = images.resize(mask, size, method="nearest").numpy()
             rows.append(dict(
@@ -75,7 +77,7 @@ def score_pairs(model, pairs, batch_size, tta=False):
     return rows, kept
 
 
-def summarize(rows, size, model_path, data, tta=False):
+def summarize(rows, size, model_path, data, tta=False, upsample="bilinear"):
     def mean(name):
         return float(np.mean([row[name] for row in rows]))
 
@@ -84,6 +86,7 @@ def summarize(rows, size, model_path, data, tta=False):
         "model": str(model_path),
         "data": str(data),
         "tta": tta,
+        "upsample": upsample,
         "training_resolution": {"image_size": f"{size[0]}x{size[1]}", "dice": mean("dice"), "iou": mean("iou")},
         "original_resolution": {"dice": mean("dice_original"), "iou": mean("iou_original")},
     }
@@ -112,7 +115,7 @@ def print_table(metrics):
     training = metrics["training_resolution"]
     original = metrics["original_resolution"]
     print(f"\n{metrics['examples']} images of {metrics['data']}, {metrics['model']}"
-          f"{', flip TTA' if metrics['tta'] else ''}")
+          f"{', flip TTA' if metrics['tta'] else ''}, {metrics['upsample']} upsampling")
     print(f"{'resolution':<22}{'Dice':>8}{'IoU':>8}")
     print(f"{'training ' + training['image_size']:<22}{training['dice']:>8.4f}{training['iou']:>8.4f}")
     print(f"{'original':<22}{original['dice']:>8.4f}{original['iou']:>8.4f}")
@@ -125,11 +128,12 @@ def evaluate(args):
     external = runs.is_external_data(args.data, config.data)
     data = args.data if external else config.data
     pairs = all_pairs(data) if external else validation_pairs(config, data)
-    rows, kept = score_pairs(model, pairs, args.batch_size, args.tta)
+    rows, kept = score_pairs(model, pairs, args.batch_size, args.tta, args.upsample)
     metrics = summarize(rows, tuple(model.input_shape[1:3]), model_path,
-                        f"{data} ({'every pair' if external else 'validation split'})", args.tta)
+                        f"{data} ({'every pair' if external else 'validation split'})", args.tta, args.upsample)
     print_table(metrics)
-    output_dir = runs.evaluation_dir(paths.log_dir, data if external else "", "tta" if args.tta else "")
+    suffix = "-".join(["tta"] * args.tta + [args.upsample] * (args.upsample != "bilinear"))
+    output_dir = runs.evaluation_dir(paths.log_dir, data if external else "", suffix)
     written = [
         runs.write_json(output_dir / "metrics.json", metrics),
         write_per_image_csv(output_dir / "per_image.csv", rows),

@@ -7,6 +7,16 @@ at 0.5, so masks and scores refer to the original pixels. With test-time
 augmentation (`tta=True`) the probability is the mean of the image's and of
 its left-right mirror's (mirrored back): a car seen from one side looks like
 one seen from the other.
+
+How the probability reaches the original size (`upsample`):
+
+- `bilinear`: bilinear resizing of the probability;
+- `logit-bicubic`: bicubic resizing of its logit, then the sigmoid: a smoother
+  contour than bilinear, and the 0.5 crossing is interpolated where the
+  network's evidence is, not where the saturated probability happens to be;
+- `guided`: bilinear, then the guided filter (He, Sun and Tang, 2013) with the
+  original image's luminance as the guide, so the mask's edges move onto the
+  image's own edges at the original resolution.
 """
 
 import csv
@@ -16,6 +26,7 @@ import json
 import pathlib
 
 import keras
+import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -26,6 +37,8 @@ from tf_models.core import runs
 from tf_models.unet import task as unet_task
 
 MODEL_CHOICES = ("best", "final")
+UPSAMPLING = ("bilinear", "logit-bicubic", "guided")
+GUIDED_EPSILON = 1e-3
 
 
 def add_run_arguments(parser):
@@ -35,6 +48,9 @@ def add_run_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=8, help="images per prediction batch")
     parser.add_argument("--tta", action="store_true",
                         help="test-time augmentation: average with the horizontally flipped image's prediction")
+    parser.add_argument("--upsample", choices=UPSAMPLING, default="bilinear",
+                        help="how the probability is brought to the original size: bilinear, bicubic on the logit, "
+                             "or bilinear refined by a guided filter on the original image")
     parser.add_argument("--logs-root", default="logs", help="root of the log folders")
     parser.add_argument("--models-root", default="saved_models", help="root of the model folders")
 
@@ -84,19 +100,53 @@ def predict_probabilities(model, batch, tta=False):
     return np.asarray(probabilities)[..., 0]
 
 
-def to_original_size(probability, shape):
-    """Probability [h, w] -> [H, W] by bilinear resizing."""
-    return tf.image.resize(probability[..., None], shape[:2], method="bilinear").numpy()[..., 0]
+def to_original_size(probability, shape, method="bilinear", image=None):
+    """Probability [h, w] -> [H, W] (see the module docstring for `method`; `guided` needs the original image)."""
+    if method not in UPSAMPLING:
+        raise ValueError(f"Unknown upsampling {method!r}; choose one of {', '.join(UPSAMPLING)}.")
+    if method == "logit-bicubic":
+        logit = np.log(np.clip(probability, 1e-6, 1 - 1e-6) / np.clip(1 - probability, 1e-6, 1 - 1e-6))
+        resized = tf.image.resize(logit[..., None].astype(np.float32), shape[:2], method="bicubic").numpy()[..., 0]
+        return 1.0 / (1.0 + np.exp(-resized))
+    resized = tf.image.resize(probability[..., None], shape[:2], method="bilinear").numpy()[..., 0]
+    if method == "guided":
+        if image is None:
+            raise ValueError("Guided upsampling needs the original image.")
+        radius = 2 * int(np.ceil(max(shape[0] / probability.shape[0], shape[1] / probability.shape[1])))
+        resized = np.clip(guided_filter(luminance(image), resized, radius, GUIDED_EPSILON), 0.0, 1.0)
+    return resized
 
 
-def predict_images(model, originals, batch_size=8, tta=False):
+def luminance(image):
+    """uint8 [H, W, C] -> float32 [H, W] in [0, 1] (ITU-R BT.601 weights for colour)."""
+    image = np.asarray(image, np.float32) / 255.0
+    if image.ndim == 2 or image.shape[-1] == 1:
+        return image.reshape(image.shape[:2])
+    return image[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def guided_filter(guide, source, radius, epsilon):
+    """He et al.'s guided filter with a grey guide: per window, `source` ~ a * guide + b, averaged over windows."""
+    def box(values):
+        return cv2.boxFilter(values, -1, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
+
+    guide, source = np.asarray(guide, np.float32), np.asarray(source, np.float32)
+    mean_guide, mean_source = box(guide), box(source)
+    variance = box(guide * guide) - mean_guide * mean_guide
+    slope = (box(guide * source) - mean_guide * mean_source) / (variance + epsilon)
+    offset = mean_source - slope * mean_guide
+    return box(slope) * guide + box(offset)
+
+
+def predict_images(model, originals, batch_size=8, tta=False, upsample="bilinear"):
     """uint8 images of any sizes -> [(probability at training size, probability at original size)]."""
     size = tuple(model.input_shape[1:3])
     results = []
     for start in range(0, len(originals), batch_size):
         chunk = originals[start : start + batch_size]
         small = predict_probabilities(model, [to_training_size(image, size) for image in chunk], tta)
-        results += [(probability, to_original_size(probability, image.shape)) for probability, image in zip(small, chunk)]
+        results += [(probability, to_original_size(probability, image.shape, upsample, image))
+                    for probability, image in zip(small, chunk)]
     return results
 
 
@@ -130,7 +180,7 @@ def collect_images(inputs):
     return paths
 
 
-def write_masks(model, image_paths, output_dir, rle_csv=None, batch_size=8, tta=False):
+def write_masks(model, image_paths, output_dir, rle_csv=None, batch_size=8, tta=False, upsample="bilinear"):
     """Writes `<stem>_mask.png` (0/255, original size) per image and, optionally, a Kaggle CSV `img,rle_mask`."""
     output_dir = pathlib.Path(output_dir)
     channels = model.input_shape[-1]
@@ -138,7 +188,7 @@ def write_masks(model, image_paths, output_dir, rle_csv=None, batch_size=8, tta=
     for start in range(0, len(image_paths), batch_size):
         chunk = image_paths[start : start + batch_size]
         originals = [images.read_image(path, channels) for path in chunk]
-        for path, (_, probability) in zip(chunk, predict_images(model, originals, batch_size, tta)):
+        for path, (_, probability) in zip(chunk, predict_images(model, originals, batch_size, tta, upsample)):
             mask = (probability >= 0.5).astype(np.uint8)
             written.append(runs.atomic_write_bytes(output_dir / f"{path.stem}_mask.png", image_helpers.encode_png(mask * 255)))
             rows.append((path.name, rle_encode(mask)))
