@@ -30,7 +30,7 @@ def test_results_show_each_runs_scores_with_the_commands_that_made_them(tmp_path
               folder="evaluation-other")
     written = report.write(logs, tmp_path / "docs")
     text = (tmp_path / "docs" / "results.md").read_text()
-    assert written == [tmp_path / "docs" / "results.md"]
+    assert written == [tmp_path / "docs" / "results.md", tmp_path / "docs" / "results.json"]
     assert "original_resolution.dice 0.9812" in text and "| 10.0 | 1,234 |" in text
     assert "`python scripts/evaluate.py --task unet --run carvana`" in text
     assert "`python scripts/train_unet.py --run-name carvana`" in text
@@ -40,7 +40,7 @@ def test_results_show_each_runs_scores_with_the_commands_that_made_them(tmp_path
 
 def test_a_run_with_nothing_recorded_is_left_out(tmp_path):
     runs.write_json(tmp_path / "logs" / "dcgan" / "scratch" / "config.json", {"data": "digits"})
-    assert "No trained run was found." in report.results_markdown(tmp_path / "logs")
+    assert "No trained run was found." in report.results_markdown(tmp_path / "logs")[0]
 
 
 def test_the_newest_bench_replaces_only_the_generated_section(tmp_path):
@@ -65,7 +65,27 @@ def test_results_include_the_dcgan_races_and_comparisons_that_recorded_their_com
     runs.atomic_write_text(race / "race.md", "| recipe | minutes to IS 50 % of real |\n|---|---|\n| project | 1.0 |\n")
     provenance.record(race, "python scripts/race.py --minutes 18 --name race-18min")
     runs.atomic_write_text(race / "comparison.md", "| run | IS proxy |\n|---|---|\n| a | 9.9 |\n")
-    text = report.results_markdown(logs)
+    text, _ = report.results_markdown(logs)
     assert "### race-18min: race.md [1]" in text and "| project | 1.0 |" in text
     assert "`python scripts/race.py --minutes 18 --name race-18min`" in text
     assert "comparison.md" not in text and "9.9" not in text
+
+
+def test_rows_of_runs_made_on_another_machine_are_kept_and_a_run_found_again_replaces_its_row(tmp_path):
+    docs, first, second = tmp_path / "docs", tmp_path / "first", tmp_path / "second"
+    write_run(first / "logs", "unet", "carvana", {"original_resolution": {"dice": 0.9812, "iou": 0.9633}})
+    race = first / "logs" / "experiments" / "race-18min"
+    runs.atomic_write_text(race / "race.md", "| recipe | minutes to IS 50 % of real |\n|---|---|\n| project | 1.0 |\n")
+    provenance.record(race, "python scripts/race.py --minutes 18 --name race-18min")
+    report.write(first / "logs", docs)
+    write_run(second / "logs", "unet", "carvana", {"original_resolution": {"dice": 0.9901, "iou": 0.9805}})
+    write_run(second / "logs", "pneumonia", "xray", {"test": {"accuracy": 0.931, "roc_auc": 0.971}})
+    report.write(second / "logs", docs)
+    text = (docs / "results.md").read_text()
+    assert "original_resolution.dice 0.9901" in text and "0.9812" not in text
+    assert "test.roc_auc 0.971" in text and "| project | 1.0 |" in text
+    assert "`python scripts/race.py --minutes 18 --name race-18min`" in text
+    assert "`python scripts/train_unet.py --run-name carvana`" in text
+    report.write(tmp_path / "empty-logs", docs)
+    rows = text[text.index("## unet"):]
+    assert (docs / "results.md").read_text().endswith(rows)
