@@ -3,7 +3,7 @@
 Examples:
   python scripts/train_evaluator.py --data digits --image-size 28 --epochs 10 --run-name digits28
   python scripts/train_evaluator.py --data ../shared/datasets/mnist --image-size 28 --epochs 3 --run-name mnist28
-  python scripts/train_evaluator.py --data ../shared/datasets/fashion_mnist --image-size 64 --epochs 6 --cosine-decay --run-name fashion64
+  python scripts/train_evaluator.py --data ../shared/datasets/fashion_mnist --image-size 64 --filters 16 --epochs 100 --time-budget-minutes 10 --cosine-decay --run-name fashion64
   python scripts/train_evaluator.py --data ../shared/datasets/cifar10 --image-size 32 --preset cifar32 --run-name cifar32
   python scripts/train_evaluator.py --preset cifar32 --run-name cifar32-augmented
 
