@@ -3,6 +3,7 @@
 import gzip
 import os
 import pathlib
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -30,6 +31,14 @@ def shared_dataset(name):
             pytest.fail(message + "; REQUIRE_SHARED_DATA=1 requires it")
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(autouse=True)
+def main_module_restored():
+    """Streamlit's AppTest leaves the app script as `__main__`, which every later spawned process would run."""
+    main_module = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main_module
 
 
 @pytest.fixture(autouse=True)
