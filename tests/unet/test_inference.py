@@ -76,3 +76,10 @@ def test_an_unknown_upsampling_or_guided_without_an_image_is_refused():
         unet_inference.to_original_size(coarse, (8, 8, 1), "nearest")
     with pytest.raises(ValueError, match="needs the original image"):
         unet_inference.to_original_size(coarse, (8, 8, 1), "guided")
+
+
+def test_the_guide_of_a_colour_image_is_its_grey_level():
+    grey = np.random.default_rng(3).integers(0, 256, (6, 8), dtype=np.uint8)
+    np.testing.assert_allclose(unet_inference.luminance(np.repeat(grey[..., None], 3, axis=-1)), grey / 255.0,
+                               atol=2e-4)  # TF's BT.601 weights sum to 0.9999
+    np.testing.assert_allclose(unet_inference.luminance(grey[..., None]), grey / 255.0, atol=1e-7)

@@ -105,9 +105,9 @@ def to_original_size(probability, shape, method="bilinear", image=None):
     if method not in UPSAMPLING:
         raise ValueError(f"Unknown upsampling {method!r}; choose one of {', '.join(UPSAMPLING)}.")
     if method == "logit-bicubic":
-        logit = np.log(np.clip(probability, 1e-6, 1 - 1e-6) / np.clip(1 - probability, 1e-6, 1 - 1e-6))
-        resized = tf.image.resize(logit[..., None].astype(np.float32), shape[:2], method="bicubic").numpy()[..., 0]
-        return 1.0 / (1.0 + np.exp(-resized))
+        clipped = np.clip(probability, 1e-6, 1 - 1e-6).astype(np.float32)
+        logit = np.log(clipped) - np.log1p(-clipped)
+        return tf.sigmoid(tf.image.resize(logit[..., None], shape[:2], method="bicubic")).numpy()[..., 0]
     resized = tf.image.resize(probability[..., None], shape[:2], method="bilinear").numpy()[..., 0]
     if method == "guided":
         if image is None:
@@ -118,11 +118,11 @@ def to_original_size(probability, shape, method="bilinear", image=None):
 
 
 def luminance(image):
-    """uint8 [H, W, C] -> float32 [H, W] in [0, 1] (ITU-R BT.601 weights for colour)."""
-    image = np.asarray(image, np.float32) / 255.0
-    if image.ndim == 2 or image.shape[-1] == 1:
-        return image.reshape(image.shape[:2])
-    return image[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    """uint8 [H, W, C] -> float32 [H, W] in [0, 1] (`tf.image.rgb_to_grayscale` for colour)."""
+    image = tf.convert_to_tensor(np.asarray(image, np.float32) / 255.0)
+    if image.shape.rank == 3 and image.shape[-1] == 3:
+        image = tf.image.rgb_to_grayscale(image)
+    return image.numpy().reshape(image.shape[:2])
 
 
 def guided_filter(guide, source, radius, epsilon):
