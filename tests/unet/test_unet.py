@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from pipelines import segmentation
 from tf_models.unet import model as unet
@@ -90,10 +91,48 @@ def test_custom_objects_round_trip(custom_object):
     assert restored.get_config() == custom_object.get_config()
 
 
-def test_bce_dice_loss_is_serialised_by_name():
-    assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(unet.bce_dice_loss)) is (
-        unet.bce_dice_loss
-    )
+@pytest.mark.parametrize("loss", list(unet.LOSSES.values()))
+def test_loss_functions_are_serialised_by_name(loss):
+    assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss)) is loss
+
+
+def test_lovasz_hinge_at_a_binary_error_vector_is_the_jaccard_loss():
+    """Where every hinge error is 0 or 1, the Lovasz extension takes the set function's value."""
+    y_true = masks_with_rows(slice(0, 4))
+    signs = 2.0 * y_true - 1.0
+    logits = signs.copy()
+    wrong = [(0, 0, 0, 0), (0, 1, 5, 0), (0, 6, 3, 0)]  # two missed foreground pixels, one false positive
+    for index in wrong:
+        logits[index] = 0.0
+    predicted = (logits > 0).astype("float32")
+    predicted[0, 6, 3, 0] = 1.0
+    intersection = np.sum(predicted * y_true)
+    union = np.sum(np.maximum(predicted, y_true))
+    assert float(unet.lovasz_hinge_loss(y_true, logits)[0]) == pytest.approx(1.0 - intersection / union)
+    assert 1.0 - intersection / union == pytest.approx(1.0 - 46 / 49)
+
+
+def test_lovasz_hinge_is_zero_beyond_the_margin_and_per_image():
+    top, bottom = masks_with_rows(slice(0, 4)), masks_with_rows(slice(4, 8))
+    losses = unet.lovasz_hinge_loss(np.concatenate([top, top]), logits_of(np.concatenate([top, bottom])))
+    assert losses.shape == (2,)
+    assert float(losses[0]) == 0.0
+    assert float(losses[1]) > 10.0
+    assert float(np.mean(unet.bce_lovasz_loss(top, logits_of(top)))) < 0.01
+
+
+def test_lovasz_hinge_lowers_when_its_gradient_is_followed():
+    y_true = masks_with_rows(slice(0, 4), shape=(2, 8, 12, 1))
+    logits = keras.Variable(np.random.default_rng(0).normal(size=y_true.shape).astype("float32"))
+    optimizer = keras.optimizers.Adam(0.1)
+    losses = []
+    for _ in range(30):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(unet.lovasz_hinge_loss(y_true, logits))
+        optimizer.apply_gradients([(tape.gradient(loss, logits), logits)])
+        losses.append(float(loss))
+    assert losses[-1] < 0.2 * losses[0], losses
+    assert np.all((np.asarray(logits) > 0) == (y_true > 0))
 
 
 @pytest.mark.parametrize("metric_class", [unet.DiceCoefficient, unet.IoU])

@@ -19,6 +19,7 @@ from tf_models.core import config as config_lib
 from tf_models.core import export as export_lib
 from tf_models.core import runner
 from tf_models.unet import inference as unet_inference
+from tf_models.unet import model as unet_model
 from tf_models.unet import task as unet_task
 from tests.conftest import shared_dataset
 
@@ -164,11 +165,19 @@ def test_image_size_flag_parses_height_by_width():
         (["--dropout", "1.0"], "--dropout"),
         (["--channels", "2"], "--channels"),
         (["--validation-fraction", "1"], "--validation-fraction"),
+        (["--loss", "focal"], "--loss must be one of bce-dice, lovasz, bce-lovasz, got 'focal'"),
     ],
 )
 def test_bad_flags_raise_value_errors(argv, message):
     with pytest.raises(ValueError, match=message):
         config_lib.parse_config(unet_task.UNetConfig, argv, presets=unet_task.PRESETS)
+
+
+def test_loss_flag_chooses_the_compiled_loss():
+    config = config_lib.parse_config(unet_task.UNetConfig, ["--preset", "tiny", "--loss", "bce-lovasz"],
+                                     presets=unet_task.PRESETS)
+    model = unet_task.UNetTask().build_model(config, None)
+    assert model.loss is unet_model.bce_lovasz_loss
 
 
 def test_missing_data_folder_is_explained():

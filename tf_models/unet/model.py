@@ -13,7 +13,8 @@ shrink a 572x572 input to a 388x388 output); batch normalisation after each
 convolution is on by default; dropout, when asked for, follows the bottleneck
 (the paper puts dropout at the end of the contracting path).
 
-The loss is binary cross-entropy on logits plus soft Dice (`bce_dice_loss`).
+The loss is binary cross-entropy on logits plus soft Dice (`bce_dice_loss`), or
+with the Lovasz hinge (`lovasz_hinge_loss`, `bce_lovasz_loss`) in place of Dice.
 `DiceCoefficient` and `IoU` threshold the sigmoid at 0.5, score each image,
 and average the scores over images. An image whose true and predicted masks
 are both empty scores 1 (a perfect prediction of "nothing there").
@@ -106,6 +107,11 @@ def _as_float32(y_true, y_pred):
     return tf.cast(y_true, tf.float32), tf.cast(y_pred, tf.float32)
 
 
+def _per_image_cross_entropy(y_true, logits):
+    cross_entropy = tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=logits)
+    return _per_image_sum(cross_entropy) / tf.cast(tf.reduce_prod(tf.shape(cross_entropy)[1:]), tf.float32)
+
+
 @keras.saving.register_keras_serializable(package="tf_models")
 class DiceLoss(keras.losses.Loss):
     """Soft Dice loss on logits, one value per image: 1 - (2|A.P| + s) / (|A| + |P| + s).
@@ -129,11 +135,44 @@ class DiceLoss(keras.losses.Loss):
 def bce_dice_loss(y_true, y_pred):
     """Per-image mean binary cross-entropy on logits plus soft Dice loss (smooth 1)."""
     y_true, y_pred = _as_float32(y_true, y_pred)
-    cross_entropy = tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=y_pred)
-    per_image_cross_entropy = _per_image_sum(cross_entropy) / tf.cast(
-        tf.reduce_prod(tf.shape(cross_entropy)[1:]), tf.float32
-    )
-    return per_image_cross_entropy + _soft_dice_loss(y_true, y_pred, smooth=1.0)
+    return _per_image_cross_entropy(y_true, y_pred) + _soft_dice_loss(y_true, y_pred, smooth=1.0)
+
+
+def _lovasz_gradient(labels_sorted):
+    """Gradient of the Lovasz extension of the Jaccard loss at errors sorted in decreasing order."""
+    foreground = tf.reduce_sum(labels_sorted, axis=-1, keepdims=True)
+    intersection = foreground - tf.cumsum(labels_sorted, axis=-1)
+    union = foreground + tf.cumsum(1.0 - labels_sorted, axis=-1)
+    jaccard = 1.0 - intersection / union
+    return tf.concat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="tf_models")
+def lovasz_hinge_loss(y_true, y_pred):
+    """Lovasz hinge on logits (Berman, Rannen Triki and Blaschko, 2018), one value per image.
+
+    A convex surrogate of 1 - IoU of the thresholded mask: the hinge errors 1 - logit * sign, sorted
+    in decreasing order, weighted by the gradient of the Lovasz extension of the Jaccard loss.
+    """
+    y_true, y_pred = _as_float32(y_true, y_pred)
+    batch = tf.shape(y_pred)[0]
+    labels = tf.reshape(y_true, [batch, -1])
+    logits = tf.reshape(y_pred, [batch, -1])
+    errors = 1.0 - logits * (2.0 * labels - 1.0)
+    errors_sorted, order = tf.math.top_k(errors, k=tf.shape(errors)[-1])
+    labels_sorted = tf.gather(labels, order, batch_dims=1)
+    weights = tf.stop_gradient(_lovasz_gradient(labels_sorted))
+    return tf.reduce_sum(tf.nn.relu(errors_sorted) * weights, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="tf_models")
+def bce_lovasz_loss(y_true, y_pred):
+    """Per-image mean binary cross-entropy on logits plus the Lovasz hinge."""
+    y_true, y_pred = _as_float32(y_true, y_pred)
+    return _per_image_cross_entropy(y_true, y_pred) + lovasz_hinge_loss(y_true, y_pred)
+
+
+LOSSES = {"bce-dice": bce_dice_loss, "lovasz": lovasz_hinge_loss, "bce-lovasz": bce_lovasz_loss}
 
 
 class _OverlapMetric(keras.metrics.Metric):

@@ -58,6 +58,8 @@ class UNetConfig(config_lib.TrainConfig):
     base_filters: int = option(16, "filters of the first level (64 in the paper)")
     batch_norm: bool = option(True, "batch normalisation after each convolution")
     dropout: float = option(0.0, "dropout rate after the bottleneck (0: none)")
+    loss: str = option("bce-dice", "bce-dice (cross-entropy + soft Dice), lovasz (the Lovasz hinge, a surrogate of "
+                                   "1 - IoU) or bce-lovasz (cross-entropy + Lovasz hinge)")
     validation_fraction: float = option(0.2, "fraction of cars (or slices) held out for validation")
     augment: bool = option(True, "random flip, shift/zoom and brightness, alike for image and mask")
     elastic_sigma: float = option(0.0, "with --augment: the paper's elastic deformation, sigma in pixels (10 in the paper)")
@@ -78,6 +80,8 @@ class UNetConfig(config_lib.TrainConfig):
             raise ValueError(f"--base-filters must be positive, got {self.base_filters}.")
         if self.channels not in (0, 1, 3):
             raise ValueError(f"--channels must be 0 (from the data), 1 or 3, got {self.channels}.")
+        if self.loss not in unet.LOSSES:
+            raise ValueError(f"--loss must be one of {', '.join(unet.LOSSES)}, got {self.loss!r}.")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}.")
         if not 0 <= self.validation_fraction < 1:
@@ -182,7 +186,7 @@ class UNetTask(runner.Task):
         )
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
-            loss=unet.bce_dice_loss,
+            loss=unet.LOSSES[config.loss],
             metrics=[unet.DiceCoefficient(), unet.IoU()],
         )
         model.optimizer.build(model.trainable_variables)
