@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines import images as image_files
+from pipelines import segmentation
 from scripts import evaluate as evaluate_script
 from scripts import predict_masks as predict_script
 from tf_models.core import config as config_lib
@@ -123,6 +124,24 @@ def test_external_folder_is_scored_whole_and_the_run_is_unchanged(trained, tmp_p
     assert (plain["upsample"], flipped["upsample"], guided["upsample"]) == ("bilinear", "bilinear", "guided")
     with open(run_folders[0] / "evaluation-other-cars" / "per_image.csv", newline="") as file:
         assert [row["example_id"] for row in csv.DictReader(file)] == [f"car{index}" for index in range(5)]
+
+
+def test_training_split_scores_every_fourth_training_pair_and_no_held_out_car(trained):
+    root, _ = trained
+    run_folders = (root / "logs" / "unet" / RUN, root / "models" / "unet" / RUN)
+    before = tree_hashes(*run_folders, skip=("evaluation-train", "evaluation-train-guided"))
+    for extra in ([], ["--upsample", "guided"]):
+        assert evaluate_script.main(["--task", "unet", *run_flags(root), "--split", "train", "--worst", "0", *extra]) == 0
+    assert tree_hashes(*run_folders, skip=("evaluation-train", "evaluation-train-guided")) == before
+    config = tiny_config(root)
+    pairs = segmentation.find_pairs(config.data)
+    training, validation = segmentation.split_by_group(pairs, config.validation_fraction, config.seed)
+    with open(run_folders[0] / "evaluation-train" / "per_image.csv", newline="") as file:
+        scored = [row["example_id"] for row in csv.DictReader(file)]
+    assert scored == [pair.example_id for pair in training[::4]]
+    assert not set(scored) & {pair.example_id for pair in validation}
+    metrics = json.loads((run_folders[0] / "evaluation-train-guided" / "metrics.json").read_text())
+    assert "train split" in metrics["data"] and metrics["upsample"] == "guided"
 
 
 def test_predict_masks_writes_original_sizes_and_a_decodable_csv(trained, tmp_path):

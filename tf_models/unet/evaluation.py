@@ -2,13 +2,16 @@
 
 The validation pairs are the run's own split (same folder, validation fraction
 and seed, so the same cars). With `--data DIR` naming another folder, every
-pair of DIR is scored (an external test set). Each image is scored twice: at the training
+pair of DIR is scored (an external test set). With `--split train`, every
+fourth pair of the run's training split is scored instead: a place to choose
+evaluation settings (upsampling, TTA) without looking at the held-out cars.
+Each image is scored twice: at the training
 resolution against the mask resized as in training (nearest neighbour), and
 after resizing the predicted probability to the image's original size against
 the original mask. Scores are per image, then averaged (empty vs empty = 1).
 
 Writes to `logs/unet/<run>/evaluation/` (`evaluation-<DIR's name>/` for another
-folder, with `-tta` appended under `--tta` and `-<method>` under another
+folder, `evaluation-train/` for `--split train`, with `-tta` appended under `--tta` and `-<method>` under another
 `--upsample` than bilinear): metrics.json, per_image.csv and
 worst_masks.png (the 10 lowest original-resolution Dice scores: image | true
 mask | prediction). No other file of the run changes.
@@ -32,13 +35,22 @@ def add_arguments(parser):
     unet_inference.add_run_arguments(parser)
     parser.add_argument("--data", default="",
                         help="another segmentation folder, scored whole (default: the run's --data, validation split)")
+    parser.add_argument("--split", choices=("validation", "train"), default="validation",
+                        help="the run's held-out pairs, or every fourth of its training pairs (for choosing "
+                             "evaluation settings); ignored with --data")
     parser.add_argument("--worst", type=int, default=10, help="examples in worst_masks.png")
 
 
-def validation_pairs(config, data):
+TRAINING_SUBSAMPLE = 4
+
+
+def split_pairs(config, data, split="validation"):
+    """The run's held-out pairs, or every `TRAINING_SUBSAMPLE`-th of its training pairs."""
     pairs = segmentation.find_pairs(data)
     segmentation.check_sizes(pairs)
-    _, validation = segmentation.split_by_group(pairs, config.validation_fraction, config.seed)
+    training, validation = segmentation.split_by_group(pairs, config.validation_fraction, config.seed)
+    if split == "train":
+        return training[::TRAINING_SUBSAMPLE]
     if not validation:
         raise ValueError(f"Run {config.run_name!r} was trained with --validation-fraction 0: no held-out examples.")
     return validation
@@ -127,12 +139,15 @@ def evaluate(args):
     model, model_path = unet_inference.load_run_model(paths, args.model)
     external = runs.is_external_data(args.data, config.data)
     data = args.data if external else config.data
-    pairs = all_pairs(data) if external else validation_pairs(config, data)
+    split = "every pair" if external else f"{args.split} split"
+    if args.split == "train" and not external:
+        split = f"every {TRAINING_SUBSAMPLE}th pair of the train split"
+    pairs = all_pairs(data) if external else split_pairs(config, data, args.split)
     rows, kept = score_pairs(model, pairs, args.batch_size, args.tta, args.upsample)
-    metrics = summarize(rows, tuple(model.input_shape[1:3]), model_path,
-                        f"{data} ({'every pair' if external else 'validation split'})", args.tta, args.upsample)
+    metrics = summarize(rows, tuple(model.input_shape[1:3]), model_path, f"{data} ({split})", args.tta, args.upsample)
     print_table(metrics)
-    suffix = "-".join(["tta"] * args.tta + [args.upsample] * (args.upsample != "bilinear"))
+    on_training_pairs = args.split == "train" and not external
+    suffix = "-".join(["train"] * on_training_pairs + ["tta"] * args.tta + [args.upsample] * (args.upsample != "bilinear"))
     output_dir = runs.evaluation_dir(paths.log_dir, data if external else "", suffix)
     written = [
         runs.write_json(output_dir / "metrics.json", metrics),
