@@ -1,6 +1,7 @@
 import dataclasses
 import importlib.util
 import json
+import types
 
 import keras
 import numpy as np
@@ -113,10 +114,21 @@ def test_training_on_digits_beats_chance(tmp_path, capsys):
     assert classifier.input_shape == (None, 16, 16, 1)
 
 
-def test_cosine_decay_reaches_zero_at_the_last_step():
-    constant = evaluator_task.EvaluatorConfig(learning_rate=0.01, epochs=3, batch_size=4)
-    assert evaluator_task.learning_rate(constant, 40) == 0.01
-    schedule = evaluator_task.learning_rate(dataclasses.replace(constant, cosine_decay=True), 40)
-    assert float(schedule(0)) == pytest.approx(0.01)
-    assert float(schedule(15)) == pytest.approx(0.005)
-    assert float(schedule(30)) == pytest.approx(0.0, abs=1e-9)
+def test_cosine_decay_follows_the_time_budget_not_the_epochs(tmp_path):
+    """With a budget the rate reaches 0 when the budget ends, however few of the epochs that allows."""
+    config = evaluator_task.EvaluatorConfig(learning_rate=0.01, epochs=60, cosine_decay=True, time_budget_minutes=10)
+    task = evaluator_task.EvaluatorTask()
+    classifier = evaluator.build_evaluator(16, 1, 10, filters=4)
+    classifier.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
+    assert task.callbacks(classifier, types.SimpleNamespace(log_dir=tmp_path),
+                          dataclasses.replace(config, cosine_decay=False)) == []
+    (decay,) = task.callbacks(classifier, types.SimpleNamespace(log_dir=tmp_path), config)
+    (tmp_path / "training_time.json").write_text(json.dumps({"seconds": 300.0, "steps": 100}))
+    decay.set_params({"steps": 10})
+    decay.on_train_begin()
+    decay.on_epoch_begin(1)
+    decay.on_train_batch_begin(0)
+    assert float(classifier.optimizer.learning_rate) == pytest.approx(0.005, rel=1e-3)
+    decay.recorded_seconds = 600.0
+    decay.on_train_batch_begin(1)
+    assert float(classifier.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)

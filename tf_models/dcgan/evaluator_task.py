@@ -13,6 +13,7 @@ import tensorflow as tf
 from pipelines import classification, sources
 from pipelines import gan as gan_pipeline
 from tf_models.core import config as config_lib
+from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import runner
 from tf_models.dcgan import evaluator
 
@@ -26,8 +27,8 @@ class EvaluatorConfig(config_lib.TrainConfig):
     batch_size: int = option(64, "batch size")
     image_size: int = option(28, "side of the square images; the same as the GAN's")
     learning_rate: float = option(1e-3, "Adam learning rate")
-    cosine_decay: bool = option(False, "decay the learning rate to 0 over the run along a cosine "
-                                       "(Loshchilov & Hutter, 2017)")
+    cosine_decay: bool = option(False, "decay the learning rate to 0 along a cosine (Loshchilov & Hutter, 2017) "
+                                       "over the time budget (over the epochs without one)")
     filters: int = option(32, "filters of the first convolution block")
     flip: bool = option(False, "flip training images left-right at random (not for digits)")
     translate: int = option(0, "shift training images by up to this many pixels (reflected borders)")
@@ -63,14 +64,6 @@ class EvaluatorData:
         return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def learning_rate(config, num_examples):
-    """The constant rate, or with --cosine-decay a schedule reaching 0 at the run's last step."""
-    if not config.cosine_decay:
-        return config.learning_rate
-    steps = runner.steps_per_epoch(config, num_examples) * config.epochs
-    return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
-
-
 class EvaluatorTask(runner.Task):
     """A CNN classifier on the GAN's data, at the GAN's image size and [-1, 1] scale."""
 
@@ -102,12 +95,16 @@ class EvaluatorTask(runner.Task):
     def build_model(self, config, data):
         classifier = evaluator.build_evaluator(config.image_size, data.channels, len(data.class_names),
                                                filters=config.filters)
-        classifier.compile(optimizer=keras.optimizers.Adam(learning_rate(config, data.num_examples)),
+        classifier.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
         return classifier
 
-    def learning_rates(self, model, config):
-        return [] if config.cosine_decay else [(model.optimizer, config.learning_rate)]
+    def callbacks(self, model, paths, config):
+        if not config.cosine_decay:
+            return []
+        return [callbacks_lib.CosineDecay(model.optimizer, config.learning_rate,
+                                          paths.log_dir / callbacks_lib.TrainingClock.FILE_NAME,
+                                          config.time_budget_minutes * 60.0, config.epochs)]
 
     def before_export(self, model, paths, config):
         """card.json with the accuracy on the test split, measured once at the end."""
