@@ -230,3 +230,18 @@ def test_the_tutorial_step_refuses_a_weight_average():
     config = config_lib.make_config(dcgan_task.DCGANConfig, dcgan_task.PRESETS, preset="tutorial_step", ema_decay=0.9)
     with pytest.raises(ValueError, match="ema-decay"):
         dcgan_task.DCGANTask().resolve(config)
+
+
+def test_cosine_decay_lowers_both_learning_rates_from_their_own_values(tmp_path):
+    from tf_models.core import config as config_lib
+    from tf_models.core import runner
+    from tf_models.dcgan import task as dcgan_task
+
+    config = config_lib.make_config(
+        dcgan_task.DCGANConfig, run_name="cosine", cosine_decay=True, learning_rate=4e-4,
+        discriminator_learning_rate=1e-4, logs_root=str(tmp_path / "logs"), models_root=str(tmp_path / "models"),
+        **{**TINY_RUN, "epochs": 2, "steps_per_epoch": 4})
+    model = runner.train(dcgan_task.DCGANTask(), config, verbose=0).model
+    last_step_rate = 0.5 * (1.0 + np.cos(np.pi * 7 / 8))
+    assert float(model.generator_optimizer.learning_rate) == pytest.approx(4e-4 * last_step_rate, rel=1e-4)
+    assert float(model.discriminator_optimizer.learning_rate) == pytest.approx(1e-4 * last_step_rate, rel=1e-4)

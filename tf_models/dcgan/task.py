@@ -26,6 +26,8 @@ class DCGANConfig(config_lib.TrainConfig):
     generator_filters: int = option(64, "filters of the generator's last hidden layer (ngf)")
     discriminator_filters: int = option(64, "filters of the discriminator's first layer (ndf)")
     discriminator_learning_rate: float = option(0.0, "discriminator learning rate; 0 uses --learning-rate")
+    cosine_decay: bool = option(False, "lower both learning rates to 0 along a half cosine over the time budget "
+                                       "(over the epochs without one)")
     beta_1: float = option(0.5, "Adam beta_1 of both optimizers")
     real_label: float = option(1.0, "discriminator target for real images (0.9: one-sided label smoothing)")
     ema_decay: float = option(0.0, "decay of an exponential moving average of the generator's weights (e.g. 0.999; "
@@ -211,9 +213,15 @@ class DCGANTask(runner.Task):
             gif_path=paths.log_dir / "evolution.gif",
             log_dir=paths.log_dir,
         )
-        if not config.evaluator:
-            return [grid]
-        return [grid, GanQuality(model, config, paths)]
+        result = [grid]
+        if config.cosine_decay:
+            clock_path = paths.log_dir / callbacks_lib.TrainingClock.FILE_NAME
+            result += [callbacks_lib.CosineDecay(optimizer, rate, clock_path, config.time_budget_minutes * 60.0,
+                                                 config.epochs)
+                       for optimizer, rate in self.learning_rates(model, config)]
+        if config.evaluator:
+            result.append(GanQuality(model, config, paths))
+        return result
 
     def inference_model(self, model):
         return model.sampling_generator
