@@ -145,6 +145,14 @@ class CosineDecay(keras.callbacks.Callback):
         self.optimizer.learning_rate = self.rate * 0.5 * (1.0 + np.cos(np.pi * self.progress(batch)))
 
 
+
+def cosine_decays(learning_rates, log_dir, time_budget_minutes, epochs):
+    """One `CosineDecay` per `(optimizer, rate)`, all on the run's training clock."""
+    clock_path = pathlib.Path(log_dir) / TrainingClock.FILE_NAME
+    return [CosineDecay(optimizer, rate, clock_path, time_budget_minutes * 60.0, epochs)
+            for optimizer, rate in learning_rates]
+
+
 def read_history_rows(path):
     """The rows of a history.csv as dicts of strings ([] when there is none yet)."""
     path = pathlib.Path(path)

@@ -102,9 +102,8 @@ class EvaluatorTask(runner.Task):
     def callbacks(self, model, paths, config):
         if not config.cosine_decay:
             return []
-        return [callbacks_lib.CosineDecay(model.optimizer, config.learning_rate,
-                                          paths.log_dir / callbacks_lib.TrainingClock.FILE_NAME,
-                                          config.time_budget_minutes * 60.0, config.epochs)]
+        return callbacks_lib.cosine_decays(self.learning_rates(model, config), paths.log_dir,
+                                           config.time_budget_minutes, config.epochs)
 
     def before_export(self, model, paths, config):
         """card.json with the accuracy on the test split, measured once at the end."""

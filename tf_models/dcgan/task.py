@@ -215,10 +215,8 @@ class DCGANTask(runner.Task):
         )
         result = [grid]
         if config.cosine_decay:
-            clock_path = paths.log_dir / callbacks_lib.TrainingClock.FILE_NAME
-            result += [callbacks_lib.CosineDecay(optimizer, rate, clock_path, config.time_budget_minutes * 60.0,
-                                                 config.epochs)
-                       for optimizer, rate in self.learning_rates(model, config)]
+            result += callbacks_lib.cosine_decays(self.learning_rates(model, config), paths.log_dir,
+                                                  config.time_budget_minutes, config.epochs)
         if config.evaluator:
             result.append(GanQuality(model, config, paths))
         return result

@@ -5,16 +5,17 @@ and seed, so the same cars). With `--data DIR` naming another folder, every
 pair of DIR is scored (an external test set). With `--split train`, every
 fourth pair of the run's training split is scored instead: a place to choose
 evaluation settings (upsampling, TTA) without looking at the held-out cars.
-Each image is scored twice: at the training
-resolution against the mask resized as in training (nearest neighbour), and
-after resizing the predicted probability to the image's original size against
-the original mask. Scores are per image, then averaged (empty vs empty = 1).
+Each image is scored twice: at the training resolution against the mask
+resized as in training (nearest neighbour), and after resizing the predicted
+probability to the image's original size against the original mask. Scores
+are per image, then averaged (empty vs empty = 1).
 
 Writes to `logs/unet/<run>/evaluation/` (`evaluation-<DIR's name>/` for another
-folder, `evaluation-train/` for `--split train`, with `-tta` appended under `--tta` and `-<method>` under another
-`--upsample` than bilinear): metrics.json, per_image.csv and
-worst_masks.png (the 10 lowest original-resolution Dice scores: image | true
-mask | prediction). No other file of the run changes.
+folder, `evaluation-train/` for `--split train`, with `-tta` appended under
+`--tta` and `-<method>` under another `--upsample` than bilinear):
+metrics.json, per_image.csv and worst_masks.png (the 10 lowest
+original-resolution Dice scores: image | true mask | prediction). No other
+file of the run changes.
 """
 
 import csv
@@ -139,14 +140,17 @@ def evaluate(args):
     model, model_path = unet_inference.load_run_model(paths, args.model)
     external = runs.is_external_data(args.data, config.data)
     data = args.data if external else config.data
-    split = "every pair" if external else f"{args.split} split"
-    if args.split == "train" and not external:
+    on_training_pairs = args.split == "train" and not external
+    if external:
+        split = "every pair"
+    elif on_training_pairs:
         split = f"every {TRAINING_SUBSAMPLE}th pair of the train split"
+    else:
+        split = "validation split"
     pairs = all_pairs(data) if external else split_pairs(config, data, args.split)
     rows, kept = score_pairs(model, pairs, args.batch_size, args.tta, args.upsample)
     metrics = summarize(rows, tuple(model.input_shape[1:3]), model_path, f"{data} ({split})", args.tta, args.upsample)
     print_table(metrics)
-    on_training_pairs = args.split == "train" and not external
     suffix = "-".join(["train"] * on_training_pairs + ["tta"] * args.tta + [args.upsample] * (args.upsample != "bilinear"))
     output_dir = runs.evaluation_dir(paths.log_dir, data if external else "", suffix)
     written = [

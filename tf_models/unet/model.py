@@ -109,7 +109,7 @@ def _as_float32(y_true, y_pred):
 
 def _per_image_cross_entropy(y_true, logits):
     cross_entropy = tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=logits)
-    return _per_image_sum(cross_entropy) / tf.cast(tf.reduce_prod(tf.shape(cross_entropy)[1:]), tf.float32)
+    return tf.reduce_mean(cross_entropy, axis=tf.range(1, tf.rank(cross_entropy)))
 
 
 @keras.saving.register_keras_serializable(package="tf_models")

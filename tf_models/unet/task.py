@@ -205,9 +205,8 @@ class UNetTask(runner.Task):
             result.append(callbacks_lib.BestModel(paths.model_dir / "best.keras", "val_dice", "max",
                                                   paths.log_dir / "history.csv"))
         if config.cosine_decay:
-            result.append(callbacks_lib.CosineDecay(model.optimizer, config.learning_rate,
-                                                    paths.log_dir / callbacks_lib.TrainingClock.FILE_NAME,
-                                                    config.time_budget_minutes * 60.0, config.epochs))
+            result += callbacks_lib.cosine_decays(self.learning_rates(model, config), paths.log_dir,
+                                                  config.time_budget_minutes, config.epochs)
         return result
 
     def serving_endpoints(self, model, paths):
