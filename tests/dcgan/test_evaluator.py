@@ -10,6 +10,7 @@ import pytest
 from pipelines import classification
 from tests.model_checks import assert_config_round_trip
 from tests.conftest import REPO_ROOT
+from tf_models.core import runner
 from tf_models.dcgan import evaluator
 from tf_models.dcgan import evaluator_task
 
@@ -120,9 +121,9 @@ def test_cosine_decay_follows_the_time_budget_not_the_epochs(tmp_path):
     task = evaluator_task.EvaluatorTask()
     classifier = evaluator.build_evaluator(16, 1, 10, filters=4)
     classifier.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
-    assert task.callbacks(classifier, types.SimpleNamespace(log_dir=tmp_path),
-                          dataclasses.replace(config, cosine_decay=False)) == []
-    (decay,) = task.callbacks(classifier, types.SimpleNamespace(log_dir=tmp_path), config)
+    paths = types.SimpleNamespace(log_dir=tmp_path)
+    assert runner.schedules(task, classifier, paths, dataclasses.replace(config, cosine_decay=False)) == []
+    (decay,) = runner.schedules(task, classifier, paths, config)
     (tmp_path / "training_time.json").write_text(json.dumps({"seconds": 300.0, "steps": 100}))
     decay.set_params({"steps": 10})
     decay.on_train_begin()

@@ -178,3 +178,16 @@ def test_ssim_term_changes_the_generator_step_and_options_round_trip():
     assert pix2pix.Pix2Pix.from_config(model.get_config()).get_config() == model.get_config()
     with pytest.raises(ValueError, match="tissue_weight must be 0 or positive"):
         tiny_model(tissue_weight=-1.0)
+
+
+def test_cosine_decay_lowers_the_generator_and_discriminator_rates(tmp_path):
+    config = config_lib.make_config(
+        pix2pix_task.Pix2PixConfig, data=str(shared_dataset("mammography")), degrade="noise:0.05",
+        image_size=32, batch_size=2, epochs=2, steps_per_epoch=2, generator_filters=4, generator_depth=3,
+        discriminator_filters=4, learning_rate=4e-4, cosine_decay=True, export=False, run_name="cosine",
+        test_fraction=0.05, logs_root=str(tmp_path / "logs"), models_root=str(tmp_path / "models"),
+    )
+    model = runner.train(pix2pix_task.Pix2PixTask(), config, verbose=0).model
+    last_step_rate = 4e-4 * 0.5 * (1.0 + np.cos(np.pi * 3 / 4))
+    assert float(model.generator_optimizer.learning_rate) == pytest.approx(last_step_rate, rel=1e-4)
+    assert float(model.discriminator_optimizer.learning_rate) == pytest.approx(last_step_rate, rel=1e-4)

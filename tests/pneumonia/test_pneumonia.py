@@ -303,3 +303,9 @@ def test_ensemble_run_chooses_its_threshold_exports_and_loads(tmp_path):
         pneumonia_task.build_ensemble_run(["first", "other-seed"], "mixed", **roots)
     with pytest.raises(ValueError, match="missing-run"):
         pneumonia_task.build_ensemble_run(["first", "missing-run"], "mixed", **roots)
+
+
+def test_cosine_decay_is_refused_beside_the_plateau_schedule():
+    config = pneumonia_task.PneumoniaConfig(cosine_decay=True)
+    with pytest.raises(ValueError, match="ReduceLROnPlateau"):
+        pneumonia_task.PneumoniaTask().build_data(config)

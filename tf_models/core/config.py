@@ -29,6 +29,8 @@ class TrainConfig:
     batch_size: int = option(128, "global batch size (all replicas together)")
     image_size: int = option(28, "side of the square training images")
     learning_rate: float = option(2e-4, "learning rate")
+    cosine_decay: bool = option(False, "lower the learning rates to 0 along a half cosine (Loshchilov & Hutter, "
+                                       "2017) over the time budget (over the epochs without one)")
     seed: int = option(0, "seed of weights, noise and data order")
     precision: str = option("float32", "float32, mixed_float16 or mixed_bfloat16")
     strategy: str = option("default", "default, mirrored, multiworker or tpu")

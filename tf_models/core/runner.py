@@ -221,7 +221,8 @@ def _train(task, config, strategy, chief, paths, checkpoint_dir, verbose):
         epochs=config.epochs,
         steps_per_epoch=steps_per_epoch(config, data.num_examples),
         keeper=keeper,
-        callbacks=[clock] + task.callbacks(model, paths, config) + callbacks_lib.standard_callbacks(paths),
+        callbacks=[clock] + task.callbacks(model, paths, config) + schedules(task, model, paths, config)
+        + callbacks_lib.standard_callbacks(paths),
         validation_dataset=getattr(data, "validation_dataset", None),
         save_every_steps=config.save_every_steps,
         jit_compile=config.jit_compile,
@@ -234,6 +235,14 @@ def _train(task, config, strategy, chief, paths, checkpoint_dir, verbose):
         with faults.region("export"):
             written += export_run(task, model, config, paths)
     return RunResult(paths, model, history.history if history else {}, restored, written, config)
+
+
+def schedules(task, model, paths, config):
+    """With --cosine-decay, one cosine schedule per optimizer of `task.learning_rates`, on the run's clock."""
+    if not config.cosine_decay:
+        return []
+    return callbacks_lib.cosine_decays(task.learning_rates(model, config), paths.log_dir,
+                                       config.time_budget_minutes, config.epochs)
 
 
 def remaining_budget_seconds(config, clock_file):

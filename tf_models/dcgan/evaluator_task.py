@@ -13,7 +13,6 @@ import tensorflow as tf
 from pipelines import classification, sources
 from pipelines import gan as gan_pipeline
 from tf_models.core import config as config_lib
-from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import runner
 from tf_models.dcgan import evaluator
 
@@ -27,8 +26,6 @@ class EvaluatorConfig(config_lib.TrainConfig):
     batch_size: int = option(64, "batch size")
     image_size: int = option(28, "side of the square images; the same as the GAN's")
     learning_rate: float = option(1e-3, "Adam learning rate")
-    cosine_decay: bool = option(False, "decay the learning rate to 0 along a cosine (Loshchilov & Hutter, 2017) "
-                                       "over the time budget (over the epochs without one)")
     filters: int = option(32, "filters of the first convolution block")
     flip: bool = option(False, "flip training images left-right at random (not for digits)")
     translate: int = option(0, "shift training images by up to this many pixels (reflected borders)")
@@ -98,12 +95,6 @@ class EvaluatorTask(runner.Task):
         classifier.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
         return classifier
-
-    def callbacks(self, model, paths, config):
-        if not config.cosine_decay:
-            return []
-        return callbacks_lib.cosine_decays(self.learning_rates(model, config), paths.log_dir,
-                                           config.time_budget_minutes, config.epochs)
 
     def before_export(self, model, paths, config):
         """card.json with the accuracy on the test split, measured once at the end."""

@@ -26,8 +26,6 @@ class DCGANConfig(config_lib.TrainConfig):
     generator_filters: int = option(64, "filters of the generator's last hidden layer (ngf)")
     discriminator_filters: int = option(64, "filters of the discriminator's first layer (ndf)")
     discriminator_learning_rate: float = option(0.0, "discriminator learning rate; 0 uses --learning-rate")
-    cosine_decay: bool = option(False, "lower both learning rates to 0 along a half cosine over the time budget "
-                                       "(over the epochs without one)")
     beta_1: float = option(0.5, "Adam beta_1 of both optimizers")
     real_label: float = option(1.0, "discriminator target for real images (0.9: one-sided label smoothing)")
     ema_decay: float = option(0.0, "decay of an exponential moving average of the generator's weights (e.g. 0.999; "
@@ -214,9 +212,6 @@ class DCGANTask(runner.Task):
             log_dir=paths.log_dir,
         )
         result = [grid]
-        if config.cosine_decay:
-            result += callbacks_lib.cosine_decays(self.learning_rates(model, config), paths.log_dir,
-                                                  config.time_budget_minutes, config.epochs)
         if config.evaluator:
             result.append(GanQuality(model, config, paths))
         return result

@@ -87,6 +87,9 @@ def compile_model(model, learning_rate):
 
 def build_data(config):
     calibration.parse_policy(config.threshold_policy)
+    if config.cosine_decay:
+        raise ValueError("--cosine-decay does not apply to the pneumonia CNN: its rate is lowered on a "
+                         "validation-AUC plateau (ReduceLROnPlateau), which a cosine would override.")
     return classification.build_pneumonia_data(
         config.data, config.image_size, config.batch_size, config.validation_fraction, config.seed,
         augment=config.augment, hflip=config.hflip,

@@ -52,8 +52,6 @@ class UNetConfig(config_lib.TrainConfig):
     channels: int = option(0, "1 or 3; 0 uses 1 when every image is grayscale, else 3")
     batch_size: int = option(8, "global batch size (all replicas together)")
     learning_rate: float = option(1e-3, "Adam learning rate")
-    cosine_decay: bool = option(False, "lower the learning rate to 0 along a cosine over the time budget "
-                                       "(over the epochs without one)")
     depth: int = option(4, "number of 2x2 poolings (4 in the paper)")
     base_filters: int = option(16, "filters of the first level (64 in the paper)")
     batch_norm: bool = option(True, "batch normalisation after each convolution")
@@ -204,9 +202,6 @@ class UNetTask(runner.Task):
         if self.data.validation_dataset is not None:
             result.append(callbacks_lib.BestModel(paths.model_dir / "best.keras", "val_dice", "max",
                                                   paths.log_dir / "history.csv"))
-        if config.cosine_decay:
-            result += callbacks_lib.cosine_decays(self.learning_rates(model, config), paths.log_dir,
-                                                  config.time_budget_minutes, config.epochs)
         return result
 
     def serving_endpoints(self, model, paths):
