@@ -191,3 +191,57 @@ def test_cosine_decay_lowers_the_generator_and_discriminator_rates(tmp_path):
     last_step_rate = 4e-4 * 0.5 * (1.0 + np.cos(np.pi * 3 / 4))
     assert float(model.generator_optimizer.learning_rate) == pytest.approx(last_step_rate, rel=1e-4)
     assert float(model.discriminator_optimizer.learning_rate) == pytest.approx(last_step_rate, rel=1e-4)
+
+
+def test_unet_generator_has_two_convolutions_per_level_at_full_resolution_and_round_trips():
+    model = tiny_model(generator="unet", norm="none", dropout_blocks=0, generator_depth=2)
+    images = tf.random.uniform((2, 32, 40, 1), -1, 1)
+    enhanced = model.generator(images)
+    assert enhanced.shape == (2, 32, 40, 1) and float(tf.reduce_max(tf.abs(enhanced))) <= 1.0
+    convolutions = [layer for layer in model.generator.layers if type(layer) is keras.layers.Conv2D]
+    outputs = keras.Model(model.generator.input, [layer.output for layer in convolutions])(tf.zeros((1, 32, 32, 1)))
+    full_resolution = [layer.name for layer, output in zip(convolutions, outputs) if output.shape[1] == 32]
+    assert full_resolution == ["down0_conv1", "down0_conv2", "up0_conv1", "up0_conv2", "correction"]
+    assert_config_round_trip(model, pix2pix.Pix2Pix)
+    assert pix2pix.Pix2Pix.from_config(model.get_config()).generator_architecture == "unet"
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(norm="instance", dropout_blocks=0), "not 'instance'"),
+    (dict(norm="none", dropout_blocks=1), "--dropout-blocks 0"),
+    (dict(norm="none", dropout_blocks=0, full_resolution_filters=4), "--full-resolution-filters 0"),
+])
+def test_unet_generator_refuses_the_paper_generator_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        pix2pix.build_generator(1, 4, 2, architecture="unet", **options)
+    with pytest.raises(ValueError, match="choose one of pix2pix, unet"):
+        pix2pix.build_generator(1, 4, 2, architecture="dncnn")
+
+
+def test_regression_step_updates_the_generator_and_its_average_but_never_runs_the_discriminator():
+    model = tiny_model(generator="unet", norm="none", dropout_blocks=0, generator_depth=2, adversarial_weight=0.0,
+                       ema_decay=0.5)
+    discriminator_before = [w.copy() for w in model.discriminator.get_weights()]
+    generator_before = [w.copy() for w in model.generator.get_weights()]
+    calls = []
+    model.discriminator.call = lambda *args, **kwargs: calls.append(args)
+    source, target = tf.constant(np.random.default_rng(0).uniform(-1, 1, (2, 2, 32, 32, 1)), tf.float32)
+    logs = model.train_step((source, target))
+    assert calls == [] and sorted(logs) == ["l1_loss", "psnr", "ssim"]
+    for before, after in zip(discriminator_before, model.discriminator.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert all(not np.allclose(before, after) for before, after in
+               zip(generator_before, model.generator.get_weights()) if before.ndim == 4)
+    assert int(model.discriminator_optimizer.iterations) == 0
+    assert any(not np.allclose(before, after) for before, after in
+               zip(generator_before, model.average_generator.get_weights()))
+
+
+def test_cpu_unet_preset_builds_a_regression_unet_and_a_bad_generator_name_is_refused():
+    config = config_lib.make_config(pix2pix_task.Pix2PixConfig, pix2pix_task.PRESETS, preset="cpu_unet",
+                                    data="films")
+    assert (config.generator, config.norm, config.adversarial_weight, config.cosine_decay) == ("unet", "none", 0.0,
+                                                                                              True)
+    with pytest.raises(ValueError, match="Unknown --generator 'dncnn'"):
+        pix2pix_task.Pix2PixTask().resolve(config_lib.make_config(pix2pix_task.Pix2PixConfig, data="films",
+                                                                  generator="dncnn"))

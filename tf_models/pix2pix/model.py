@@ -42,9 +42,10 @@ import keras
 import tensorflow as tf
 
 from tf_models import metrics
-from tf_models.core import adversarial, precision, strategy
+from tf_models.core import adversarial, blocks, precision, strategy
 
 NORMS = ("instance", "batch", "none")
+GENERATORS = ("pix2pix", "unet")
 TISSUE_THRESHOLD = 0.04
 
 
@@ -68,16 +69,46 @@ def _full_resolution_convolutions(x, filters):
 
 
 def build_generator(channels=1, filters=64, depth=8, norm="instance", dropout_blocks=3, residual=True,
-                    full_resolution_filters=0, name="generator"):
-    """U-Net: `depth` stride-2 4x4 convolutions down, as many transposed ones up, with skips.
+                    full_resolution_filters=0, architecture="pix2pix", name="generator"):
+    """Image [N, H, W, channels] in [-1, 1] -> enhanced image, H and W divisible by 2**depth.
 
-    Inputs are [N, H, W, channels] in [-1, 1] with H and W divisible by 2**depth.
+    `architecture="pix2pix"`: the paper's U-Net, `depth` stride-2 4x4
+    convolutions down and as many transposed ones up, with skips.
+    `architecture="unet"`: Ronneberger's U-Net (`blocks.unet_features`: two
+    3x3 convolutions per level at every resolution, the input's included)
+    and a 1x1 convolution; `norm` is `none` or `batch`, and the paper's
+    dropout and full-resolution stem do not apply.
     """
     if norm not in NORMS:
         raise ValueError(f"Unknown norm {norm!r}; choose one of {', '.join(NORMS)}.")
+    if architecture not in GENERATORS:
+        raise ValueError(f"Unknown generator {architecture!r}; choose one of {', '.join(GENERATORS)}.")
     if full_resolution_filters < 0:
         raise ValueError(f"full_resolution_filters must be 0 (none) or positive, got {full_resolution_filters}.")
     inputs = keras.Input(shape=(None, None, channels), name="image")
+    if architecture == "unet":
+        x = _ronneberger_correction(inputs, channels, filters, depth, norm, dropout_blocks, full_resolution_filters)
+    else:
+        x = _pix2pix_correction(inputs, channels, filters, depth, norm, dropout_blocks, full_resolution_filters)
+    if residual:
+        outputs = keras.layers.Add(dtype="float32")([inputs, x])
+        outputs = keras.layers.Activation("hard_tanh", dtype="float32", name="enhanced")(outputs)
+    else:
+        outputs = keras.layers.Activation("tanh", dtype="float32", name="enhanced")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _ronneberger_correction(inputs, channels, filters, depth, norm, dropout_blocks, full_resolution_filters):
+    if norm == "instance":
+        raise ValueError("The unet generator takes norm 'none' or 'batch' (--norm), not 'instance'.")
+    if dropout_blocks or full_resolution_filters:
+        raise ValueError("The unet generator has no decoder dropout and no full-resolution stem of its own: "
+                         "set --dropout-blocks 0 and --full-resolution-filters 0.")
+    x = blocks.unet_features(inputs, depth, filters, batch_norm=norm == "batch")
+    return keras.layers.Conv2D(channels, 1, dtype="float32", name="correction")(x)
+
+
+def _pix2pix_correction(inputs, channels, filters, depth, norm, dropout_blocks, full_resolution_filters):
     x = inputs
     if full_resolution_filters:
         x = full_resolution_skip = _full_resolution_convolutions(x, full_resolution_filters)
@@ -101,15 +132,8 @@ def build_generator(channels=1, filters=64, depth=8, norm="instance", dropout_bl
         x = keras.layers.ReLU()(x)
         x = keras.layers.Concatenate()([x, full_resolution_skip])
         x = _full_resolution_convolutions(x, full_resolution_filters)
-        x = keras.layers.Conv2D(channels, 3, padding="same", dtype="float32")(x)
-    else:
-        x = keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same", dtype="float32")(x)
-    if residual:
-        outputs = keras.layers.Add(dtype="float32")([inputs, x])
-        outputs = keras.layers.Activation("hard_tanh", dtype="float32", name="enhanced")(outputs)
-    else:
-        outputs = keras.layers.Activation("tanh", dtype="float32", name="enhanced")(x)
-    return keras.Model(inputs, outputs, name=name)
+        return keras.layers.Conv2D(channels, 3, padding="same", dtype="float32")(x)
+    return keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same", dtype="float32")(x)
 
 
 def build_discriminator(channels=1, filters=64, norm="instance", name="discriminator"):
@@ -170,6 +194,7 @@ class Pix2Pix(adversarial.AdversarialModel):
         ssim_weight: weight of a 1 - SSIM term (0: none).
         adversarial_weight: weight of the PatchGAN term (1 in the paper; 0: regression only).
         adversarial_start_step: generator steps before the PatchGAN term is switched on (0: from the start).
+        generator: `pix2pix` (the paper's U-Net) or `unet` (Ronneberger's, see `build_generator`).
 
     Example:
 
@@ -188,7 +213,7 @@ class Pix2Pix(adversarial.AdversarialModel):
     def __init__(self, channels=1, generator_filters=64, generator_depth=8, discriminator_filters=64,
                  l1_weight=100.0, norm="instance", dropout_blocks=3, residual=True, full_resolution_filters=0,
                  ema_decay=0.0, tissue_weight=0.0, ssim_weight=0.0, adversarial_weight=1.0,
-                 adversarial_start_step=0, **kwargs):
+                 adversarial_start_step=0, generator="pix2pix", **kwargs):
         super().__init__(**kwargs)
         for name, value in (("tissue_weight", tissue_weight), ("ssim_weight", ssim_weight),
                             ("adversarial_weight", adversarial_weight),
@@ -208,11 +233,12 @@ class Pix2Pix(adversarial.AdversarialModel):
         self.dropout_blocks = dropout_blocks
         self.residual = residual
         self.full_resolution_filters = full_resolution_filters
+        self.generator_architecture = generator
         self.generator = build_generator(channels, generator_filters, generator_depth, norm, dropout_blocks, residual,
-                                         full_resolution_filters)
+                                         full_resolution_filters, generator)
         self.init_average_generator(ema_decay, lambda: build_generator(
             channels, generator_filters, generator_depth, norm, dropout_blocks, residual, full_resolution_filters,
-            name="average_generator",
+            generator, name="average_generator",
         ))
         self.discriminator = build_discriminator(channels, discriminator_filters, norm)
         self.trackers = {
@@ -230,6 +256,7 @@ class Pix2Pix(adversarial.AdversarialModel):
             residual=self.residual, full_resolution_filters=self.full_resolution_filters, ema_decay=self.ema_decay,
             tissue_weight=self.tissue_weight, ssim_weight=self.ssim_weight,
             adversarial_weight=self.adversarial_weight, adversarial_start_step=self.adversarial_start_step,
+            generator=self.generator_architecture,
         )
         return config
 
@@ -258,18 +285,26 @@ class Pix2Pix(adversarial.AdversarialModel):
         started = self.generator_optimizer.iterations >= self.adversarial_start_step
         return tf.where(started, self.adversarial_weight, 0.0)
 
+    def _regression_loss(self, enhanced, target):
+        """lambda x (tissue-weighted) L1, plus the SSIM term when asked for; also returns the L1."""
+        l1 = precision.replica_mean(weighted_l1(target, enhanced, self.tissue_weight))
+        loss = self.l1_weight * l1
+        if self.ssim_weight:
+            ssim = tf.image.ssim((enhanced + 1.0) / 2.0, (target + 1.0) / 2.0, max_val=1.0)
+            loss += self.ssim_weight * precision.replica_mean(1.0 - ssim)
+        return loss, l1
+
     def train_step(self, data):
+        if not self.adversarial_weight:
+            return self._regression_step(data)
         source, target = data
         with tf.GradientTape() as generator_tape, tf.GradientTape() as discriminator_tape:
             enhanced = self.generator(source, training=True)
             real_logits = self.discriminator([source, target], training=True)
             fake_logits = self.discriminator([source, enhanced], training=True)
             adversarial_loss = precision.replica_mean(_per_example_mean(_bce(1.0, fake_logits)))
-            l1 = precision.replica_mean(weighted_l1(target, enhanced, self.tissue_weight))
-            generator_loss = self._adversarial_scale() * adversarial_loss + self.l1_weight * l1
-            if self.ssim_weight:
-                ssim = tf.image.ssim((enhanced + 1.0) / 2.0, (target + 1.0) / 2.0, max_val=1.0)
-                generator_loss += self.ssim_weight * precision.replica_mean(1.0 - ssim)
+            regression_loss, l1 = self._regression_loss(enhanced, target)
+            generator_loss = self._adversarial_scale() * adversarial_loss + regression_loss
             discriminator_loss = precision.replica_mean(
                 _per_example_mean(_bce(1.0, real_logits)) + _per_example_mean(_bce(0.0, fake_logits))
             ) / 2.0
@@ -281,10 +316,25 @@ class Pix2Pix(adversarial.AdversarialModel):
             self.update_average_generator()
         replicas = strategy.num_replicas()
         self.trackers["generator_loss"].update_state(adversarial_loss * replicas)
-        self.trackers["l1_loss"].update_state(l1 * replicas)
         self.trackers["discriminator_loss"].update_state(discriminator_loss * replicas)
-        self._quality(enhanced, target)
+        self._training_metrics(enhanced, target, l1 * replicas)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _regression_step(self, data):
+        """`adversarial_weight=0`: the generator alone, the discriminator neither run nor updated."""
+        source, target = data
+        with tf.GradientTape() as tape:
+            enhanced = self.generator(source, training=True)
+            loss, l1 = self._regression_loss(enhanced, target)
+        step = precision.minimize(tape, loss, self.generator.trainable_variables, self.generator_optimizer)
+        with tf.control_dependencies([step]):
+            self.update_average_generator()
+        self._training_metrics(enhanced, target, l1 * strategy.num_replicas())
+        return {name: self.trackers[name].result() for name in ("l1_loss", "psnr", "ssim")}
+
+    def _training_metrics(self, enhanced, target, l1):
+        self.trackers["l1_loss"].update_state(l1)
+        self._quality(enhanced, target)
 
     def test_step(self, data):
         source, target = data

@@ -28,6 +28,9 @@ class Pix2PixConfig(config_lib.TrainConfig):
     foreground_crops: int = option(1, "each training crop is the most foreground (breast) of this many random "
                                       "crops (1: plain random crops)")
     test_fraction: float = option(0.15, "share of images (mini-MIAS: film pairs) held out")
+    generator: str = option("pix2pix", "pix2pix (the paper's U-Net: 4x4 stride-2 convolutions) or unet "
+                                       "(Ronneberger's: two 3x3 convolutions per level, the input's resolution "
+                                       "included; with --norm none or batch)")
     generator_filters: int = option(64, "filters of the U-Net's first block")
     generator_depth: int = option(8, "stride-2 blocks of the U-Net; sizes must divide by 2**depth")
     discriminator_filters: int = option(64, "filters of the PatchGAN's first block")
@@ -56,6 +59,12 @@ PRESETS = {
     # A CPU-sized network (half the paper's widths, depth 6, 128 px crops); the paper's network stays the default.
     "cpu": dict(image_size=128, batch_size=8, generator_filters=32, generator_depth=6,
                 discriminator_filters=32, steps_per_epoch=60, epochs=25, save_every_steps=60),
+    # A regression denoiser for the CPU: Ronneberger's U-Net (16 to 256 filters, no normalisation) predicting
+    # the correction of its input, L1 weighted towards the breast, no PatchGAN term (the discriminator is
+    # neither run nor trained), crops drawn from tissue, the learning rate lowered along a cosine.
+    "cpu_unet": dict(image_size=128, batch_size=8, generator="unet", generator_filters=16, generator_depth=4,
+                     norm="none", dropout_blocks=0, adversarial_weight=0.0, tissue_weight=4.0, foreground_crops=2,
+                     learning_rate=1e-3, cosine_decay=True, steps_per_epoch=60, epochs=400, save_every_steps=60),
 }
 
 
@@ -74,6 +83,9 @@ class Pix2PixTask(runner.Task):
                 f"--image-size {config.image_size} must be divisible by 2**--generator-depth "
                 f"({2**config.generator_depth})."
             )
+        if config.generator not in pix2pix.GENERATORS:
+            raise ValueError(f"Unknown --generator {config.generator!r}; choose one of "
+                             f"{', '.join(pix2pix.GENERATORS)}.")
         if config.norm not in pix2pix.NORMS:
             raise ValueError(f"Unknown --norm {config.norm!r}; choose one of {', '.join(pix2pix.NORMS)}.")
         return config
@@ -95,6 +107,7 @@ class Pix2PixTask(runner.Task):
             full_resolution_filters=config.full_resolution_filters, ema_decay=config.ema_decay,
             tissue_weight=config.tissue_weight, ssim_weight=config.ssim_weight,
             adversarial_weight=config.adversarial_weight, adversarial_start_step=config.adversarial_start_step,
+            generator=config.generator,
         )
         model.compile(keras.optimizers.Adam(beta_1=config.beta_1), keras.optimizers.Adam(beta_1=config.beta_1))
         for optimizer, rate in self.learning_rates(model, config):

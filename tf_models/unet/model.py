@@ -23,7 +23,7 @@ are both empty scores 1 (a perfect prediction of "nothing there").
 import keras
 import tensorflow as tf
 
-from tf_models.core import strategy
+from tf_models.core import blocks
 
 
 def _check_image_shape(image_shape, depth):
@@ -39,18 +39,6 @@ def _check_image_shape(image_shape, depth):
             f"got {height}x{width}. Resize the images, for example to "
             f"{max(factor, round(height / factor) * factor)}x{max(factor, round(width / factor) * factor)}."
         )
-
-
-def _double_convolution(x, filters, batch_norm, name):
-    for index in (1, 2):
-        x = keras.layers.Conv2D(
-            filters, 3, padding="same", use_bias=not batch_norm, kernel_initializer="he_normal",
-            name=f"{name}_conv{index}",
-        )(x)
-        if batch_norm:
-            x = strategy.batch_normalization(name=f"{name}_bn{index}")(x)
-        x = keras.layers.ReLU(name=f"{name}_relu{index}")(x)
-    return x
 
 
 def build_unet(image_shape=(160, 240, 3), depth=4, base_filters=64, batch_norm=True, dropout=0.0, name="unet"):
@@ -74,20 +62,7 @@ def build_unet(image_shape=(160, 240, 3), depth=4, base_filters=64, batch_norm=T
     image_shape = tuple(image_shape)
     _check_image_shape(image_shape, depth)
     inputs = keras.Input(shape=image_shape, name="image")
-    x = inputs
-    skips = []
-    for level in range(depth):
-        x = _double_convolution(x, base_filters * 2**level, batch_norm, f"down{level}")
-        skips.append(x)
-        x = keras.layers.MaxPooling2D(2, name=f"down{level}_pool")(x)
-    x = _double_convolution(x, base_filters * 2**depth, batch_norm, "bottleneck")
-    if dropout:
-        x = strategy.dropout(dropout, name="bottleneck_dropout")(x)
-    for level in reversed(range(depth)):
-        filters = base_filters * 2**level
-        x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"up{level}_upconv")(x)
-        x = keras.layers.Concatenate(name=f"up{level}_concat")([skips[level], x])
-        x = _double_convolution(x, filters, batch_norm, f"up{level}")
+    x = blocks.unet_features(inputs, depth, base_filters, batch_norm, dropout)
     outputs = keras.layers.Conv2D(1, 1, dtype="float32", name="logits")(x)
     return keras.Model(inputs, outputs, name=name)
 
