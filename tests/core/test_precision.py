@@ -1,5 +1,7 @@
 """Every model under each precision policy: dtypes, one finite training step, float32 exports."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -9,10 +11,12 @@ from tf_models.dcgan import model as dcgan
 from tf_models.pix2pix import model as pix2pix
 from tf_models.pneumonia import model as pneumonia
 from tf_models.unet import model as unet
+from tf_models.core import config as config_lib
 from tf_models.core import formats as formats_lib
-from tf_models.core import precision, runs
+from tf_models.core import precision, runner, runs
 from tf_models.pix2pix import task as pix2pix_task
 from tf_models.pneumonia import task as pneumonia_task
+from tests.conftest import shared_dataset
 from tests.model_checks import assert_policy_dtypes
 
 POLICIES = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
@@ -121,3 +125,21 @@ def test_a_mixed_float16_model_exports_float32_at_the_boundary(tmp_path):
     assert signature.structured_outputs["enhanced"].dtype == tf.float32
     enhanced = signature(image=tf.constant((data[0] + 1.0) / 2.0))["enhanced"]
     assert enhanced.dtype == tf.float32 and np.isfinite(enhanced.numpy()).all()
+
+
+def test_a_mixed_bfloat16_run_exports_float32_files_that_tflite_converts(tmp_path):
+    config = config_lib.make_config(
+        pix2pix_task.Pix2PixConfig, pix2pix_task.PRESETS, preset="tiny", data=str(shared_dataset("mammography")),
+        precision="mixed_bfloat16", run_name="bf16", logs_root=str(tmp_path / "logs"),
+        models_root=str(tmp_path / "models"),
+    )
+    result = runner.train(pix2pix_task.Pix2PixTask(), config, verbose=0)
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    report = json.loads(result.paths.model_dir.joinpath("export_formats.json").read_text())
+    tflite = report["formats"]["tflite"]
+    assert tflite["op_profile"]["ops"]["CONV_2D"]["dtypes"] == ["FLOAT32"]
+    assert tflite["max_abs_vs_keras"]["enhanced"] <= 1.0
+    with precision.policy_scope("float32"):
+        saved = keras.saving.load_model(result.paths.keras_file, compile=False)
+    for exported, trained in zip(saved.get_weights(), result.model.get_weights()):
+        np.testing.assert_array_equal(exported, trained)

@@ -5,6 +5,8 @@ Custom `train_step`s call `scale_loss` and `apply_gradients` from here, so that
 float16 loss scaling and per-replica loss scaling are written once.
 """
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -16,6 +18,17 @@ def set_policy(name="float32"):
         raise ValueError(f"Unknown precision {name!r}; choose one of {', '.join(POLICIES)}.")
     keras.mixed_precision.set_global_policy(name)
     return keras.mixed_precision.global_policy()
+
+
+@contextlib.contextmanager
+def policy_scope(name):
+    """The global policy is `name` inside the block and what it was before after it."""
+    previous = keras.mixed_precision.global_policy()
+    set_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def wrap_optimizer(optimizer):

@@ -112,6 +112,21 @@ class RunResult:
     config: object = None
 
 
+def float32_model(task, model, config, data):
+    """The trained `model` rebuilt under the float32 policy with its weights, or itself under float32.
+
+    Under a mixed policy the layers compute in bfloat16 or float16, which
+    TFLite's builtin kernels reject; the exports serve the same weights in
+    float32, as `scripts/export.py` (`load_run`) does for a finished run.
+    """
+    if config.precision == "float32":
+        return model
+    with precision.policy_scope("float32"):
+        rebuilt = task.build_model(config, data)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
 def export_run(task, model, config, paths, formats=None, examples=32):
     """model.keras, the task's own files (`Task.before_export`) and `formats` (default: the task's
     `export_formats`) through `formats_lib.export_task`, which `scripts/export.py` calls too."""
@@ -233,7 +248,7 @@ def _train(task, config, strategy, chief, paths, checkpoint_dir, verbose):
     written = [paths.log_dir, keeper.latest]
     if config.export and chief:
         with faults.region("export"):
-            written += export_run(task, model, config, paths)
+            written += export_run(task, float32_model(task, model, config, data), config, paths)
     return RunResult(paths, model, history.history if history else {}, restored, written, config)
 
 
