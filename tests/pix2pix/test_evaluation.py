@@ -110,6 +110,21 @@ def test_evaluating_another_folder_leaves_the_runs_own_evaluation_unchanged(blin
     assert all(str(path).startswith(str(paths.log_dir / "evaluation-hospital_b")) for path in written)
 
 
+def test_self_ensemble_tile_and_recipe_evaluations_each_keep_their_own_folder(blind_run):
+    root, paths, _ = blind_run
+    evaluate(root)
+    own = paths.log_dir / "evaluation"
+    before = hashes(own)
+    variants = {("--self-ensemble",): "evaluation-self-ensemble", ("--tile", "0"): "evaluation-tile0",
+                ("--degrade", "noise:0.02", "--self-ensemble"): "evaluation-noise-0.02-self-ensemble"}
+    for flags, folder in variants.items():
+        written = evaluate(root, *flags)
+        assert all(str(path).startswith(str(paths.log_dir / folder)) for path in written)
+        assert json.loads((paths.log_dir / folder / "metrics.json").read_text())["images"] > 0
+    assert hashes(own) == before
+    assert json.loads((paths.log_dir / "evaluation-self-ensemble" / "metrics.json").read_text())["self_ensemble"]
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--baselines", "bicubic", "--noise-levels", "0.05"], "bicubic: it undoes a single down: step"),
     (["--baselines", "bm3d"], "draws sigma from a range.*--noise-levels"),

@@ -10,8 +10,9 @@ the clean film, over the whole image and inside the breast mask
 seconds each method took per film.
 
 Outputs, in `logs/pix2pix/<run>/evaluation/` (with `--data DIR`: every film of
-DIR, in `evaluation-<DIR's name>/`, so the run's own results stay as they
-are): per_image.csv, metrics.json, metrics.md, triplets.png and, with
+DIR, in `evaluation-<DIR's name>/`; `--degrade`, `--self-ensemble` and `--tile`
+add to the name likewise, so the run's own results stay as they are,
+`output_dir`): per_image.csv, metrics.json, metrics.md, triplets.png and, with
 baselines, comparison.png (the same zoomed breast crop of a few films for
 each method, above its |error| map). `--noise-levels 0.02,0.05,0.08` scores
 the recipes `noise:S` in turn, for a model trained on a range of noise, each
@@ -22,6 +23,7 @@ import csv
 import io
 import json
 import pathlib
+import re
 import time
 
 import numpy as np
@@ -64,11 +66,20 @@ def run_config(paths):
     return json.loads(paths.config_file.read_text())
 
 
-def output_dir(paths, data=None):
-    """`evaluation/` for the run's own held-out films, `evaluation-<folder name>/` for another folder."""
-    if not data:
-        return paths.log_dir / "evaluation"
-    return paths.log_dir / f"evaluation-{pathlib.Path(data).resolve().name}"
+def output_dir(paths, data=None, degrade=None, self_ensemble=False, tile=None):
+    """`evaluation/` for the run's own held-out films as trained and served; each option that changes what
+    is scored adds to the name, so no evaluation replaces another: `-<folder name>` (`--data`), `-<recipe>`
+    (`--degrade`), `-self-ensemble` and `-tile<N>` (`--tile`), e.g. `evaluation-noise-0.08-self-ensemble/`."""
+    parts = ["evaluation"]
+    if data:
+        parts.append(pathlib.Path(data).resolve().name)
+    if degrade:
+        parts.append(re.sub(r"[^A-Za-z0-9.+]+", "-", degrade))
+    if self_ensemble:
+        parts.append("self-ensemble")
+    if tile is not None:
+        parts.append(f"tile{tile}")
+    return paths.log_dir / "-".join(parts)
 
 
 def degraded_films(files, indices, recipe, seed):
@@ -206,7 +217,7 @@ def evaluate(args):
     def model(image):
         return enhancer.enhance(image, tile, self_ensemble=args.self_ensemble)
 
-    directory = output_dir(paths, args.data)
+    directory = output_dir(paths, args.data, args.degrade, args.self_ensemble, args.tile)
     details = {"run": args.run, "saved_model_version": int(serving_dir.name), "tile": tile or "whole image",
                "self_ensemble": bool(args.self_ensemble), "data": str(args.data or config["data"])}
     written, summaries = [], []
