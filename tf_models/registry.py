@@ -203,7 +203,8 @@ register(TaskSpec(
     # The paper's generator (64 filters, depth 8) is too slow for a full bench on a CPU: the `cpu` preset's widths.
     bench_overrides=dict(generator_filters=32, generator_depth=6, discriminator_filters=32),
     report_metrics=("input_breast_psnr", "model_breast_psnr", "model_breast_ssim", "model_whole_psnr",
-                    "bm3d_breast_psnr", "nlmeans_breast_psnr", "lanczos_breast_psnr"),
+                    "bm3d_breast_psnr", "bm3d_breast_ssim", "nlmeans_breast_psnr", "bicubic_breast_psnr",
+                    "lanczos_breast_psnr"),
     app=AppPage("Enhance", "tf_models.app.pages:enhance",
                 "python scripts/train_pix2pix.py --data ../shared/datasets/mammography --degrade noise:0.05 "
                 "--preset cpu --run-name mias-noise",
