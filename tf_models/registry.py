@@ -207,7 +207,7 @@ register(TaskSpec(
                     "lanczos_breast_psnr"),
     app=AppPage("Enhance", "tf_models.app.pages:enhance",
                 "python scripts/train_pix2pix.py --data ../shared/datasets/mammography --degrade noise:0.05 "
-                "--preset cpu --run-name mias-noise",
+                "--preset cpu_unet --time-budget-minutes 30 --run-name mias-noise-unet",
                 artifacts=("serving/",), samples="mammography"),
 ))
 register(TaskSpec(
