@@ -216,8 +216,36 @@ def pneumonia_test_folder(root, image_size, batch_size):
     return batch_examples(grayscale_dataset(paths, labels, image_size), batch_size), len(paths), skipped
 
 
+class RandomGamma(keras.layers.Layer):
+    """Grey levels in [0, 255] through a random gamma curve per image, 255 * (x / 255) ** gamma.
+
+    Gamma is drawn log-uniformly between 1 / (1 + factor) and 1 + factor.
+    Unlike brightness and contrast, which per-image standardization undoes,
+    a gamma curve moves the dark levels against the bright ones: a film's
+    background lifts or sinks while the lungs keep their place.
+    """
+
+    def __init__(self, factor, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if factor < 0:
+            raise ValueError(f"--gamma must be 0 or more, got {factor}.")
+        self.factor = factor
+        self.seed = seed
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor, "seed": self.seed}
+
+    def call(self, images, training=True):
+        if not training or not self.factor:
+            return images
+        bound = float(np.log1p(self.factor))
+        log_gamma = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], -bound, bound, seed=self.seed)
+        levels = tf.clip_by_value(tf.cast(images, tf.float32) / 255.0, 0.0, 1.0)
+        return 255.0 * tf.pow(levels, tf.exp(log_gamma))
+
+
 def xray_augmentation(seed, rotation=0.03, zoom=0.1, shift=0.05, brightness=0.1, contrast=0.1, hflip=False,
-                      aspect_zoom=False):
+                      aspect_zoom=False, blur=0.0, gamma=0.0):
     """Keras preprocessing layers for float grey levels in [0, 255], seeded.
 
     `rotation` is a fraction of a full turn (0.03: about ±11°). With
@@ -225,8 +253,14 @@ def xray_augmentation(seed, rotation=0.03, zoom=0.1, shift=0.05, brightness=0.1,
     framing of the chest varies (films are collimated differently). No horizontal
     flip unless `hflip`: a chest X-ray is not left-right symmetric (the heart
     sits left, and radiographs carry side markers), so a flipped image is not
-    a plausible patient.
+    a plausible patient. With `blur` > 0, about half the images are
+    blurred by a Gaussian of sigma up to `blur` pixels (one sigma per batch), so that a film's
+    sharpness, which differs between scanners and between Kermany's train/ and
+    test/ NORMAL films, is not taken for the haze of an opacity. `gamma` > 0
+    adds `RandomGamma`, which varies the background level against the lungs.
     """
+    if not 0.0 <= blur <= 1.0:
+        raise ValueError(f"--blur must be in [0, 1] (pixels of sigma), got {blur}.")
     layers = [
         keras.layers.RandomRotation(rotation, fill_mode="constant", seed=seed),
         keras.layers.RandomZoom(zoom, zoom if aspect_zoom else None, fill_mode="constant", seed=seed + 1),
@@ -234,6 +268,12 @@ def xray_augmentation(seed, rotation=0.03, zoom=0.1, shift=0.05, brightness=0.1,
         keras.layers.RandomBrightness(brightness, value_range=(0.0, 255.0), seed=seed + 3),
         keras.layers.RandomContrast(contrast, value_range=(0.0, 255.0), seed=seed + 4),
     ]
+    if gamma:
+        layers.append(RandomGamma(gamma, seed=seed + 7))
+    if blur:
+        layers.append(keras.layers.RandomGaussianBlur(
+            factor=1.0, kernel_size=5, sigma=(0.0, blur), value_range=(0.0, 255.0), seed=seed + 6
+        ))
     if hflip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 5))
     return keras.Sequential(layers, name="xray_augmentation")
@@ -280,6 +320,7 @@ def build_pneumonia_data(
         ranges = augment_ranges or {}
         augmentation = xray_augmentation(seed * 1000 + epoch, hflip=hflip, **ranges) if augment else None
 
+        @tf.autograph.experimental.do_not_convert
         def finish(image, label):
             image = tf.cast(image, tf.float32)
             if augmentation is not None:

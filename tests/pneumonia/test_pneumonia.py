@@ -115,6 +115,57 @@ def test_aspect_zoom_varies_the_framing_and_plain_zoom_keeps_it():
     assert aspects.max() - aspects.min() > 0.2, aspects
 
 
+def shift_augmentation(**ranges):
+    """`xray_augmentation` with every geometric and affine range off, so only `ranges` act."""
+    off = dict(rotation=0.0, zoom=0.0, shift=0.0, brightness=0.0, contrast=0.0)
+    return classification.xray_augmentation(seed=0, **{**off, **ranges})
+
+
+def relative_sharpness(images):
+    """Laplacian standard deviation over image standard deviation, per image."""
+    laplacian = images[:, 1:-1, 1:-1] * 4 - images[:, :-2, 1:-1] - images[:, 2:, 1:-1] - images[:, 1:-1, :-2] - images[:, 1:-1, 2:]
+    return laplacian.std(axis=(1, 2, 3)) / images.std(axis=(1, 2, 3))
+
+
+def test_blur_augmentation_softens_some_films_and_leaves_the_others():
+    films = np.random.default_rng(0).uniform(0, 255, size=(32, 32, 32, 1)).astype("float32")
+    sharpness = relative_sharpness(films)
+    augmentation = shift_augmentation(blur=1.0)
+    ratios = []
+    for _ in range(6):
+        augmented = np.asarray(augmentation(films, training=True))
+        changed = np.abs(augmented - films).max(axis=(1, 2, 3)) > 1e-3
+        assert 0 < changed.sum() < len(films), changed
+        assert np.all(relative_sharpness(augmented)[changed] < sharpness[changed])
+        ratios.append(np.mean(relative_sharpness(augmented)[changed] / sharpness[changed]))
+    assert min(ratios) < 0.7 < max(ratios), ratios
+    np.testing.assert_allclose(np.asarray(shift_augmentation(blur=1.0)(films, training=False)), films, atol=1e-4)
+
+
+def test_gamma_moves_the_background_where_standardization_cancels_brightness():
+    film = np.full((1, 32, 32, 1), 40.0, np.float32)
+    film[:, 4:28, 4:28] = 90.0
+    film[:, 8:24, 8:24] = 150.0
+    standardize = pneumonia.PerImageStandardization()
+    brighter = np.asarray(shift_augmentation(brightness=0.1)(np.repeat(film, 8, 0), training=True))
+    assert np.ptp(brighter[:, 0, 0, 0]) > 1.0
+    np.testing.assert_allclose(standardize(brighter), np.repeat(standardize(film), 8, 0), atol=1e-3)
+    curved = np.asarray(shift_augmentation(gamma=0.5)(np.repeat(film, 8, 0), training=True))
+    gamma_of_background = np.log(curved[:, 0, 0, 0] / 255.0) / np.log(40.0 / 255.0)
+    gamma_of_lungs = np.log(curved[:, 16, 16, 0] / 255.0) / np.log(150.0 / 255.0)
+    np.testing.assert_allclose(gamma_of_background, gamma_of_lungs, rtol=1e-3)
+    assert np.all((gamma_of_background > 1 / 1.5 - 1e-4) & (gamma_of_background < 1.5 + 1e-4))
+    tissue = np.asarray(standardize(curved))[:, 5, 5, 0]
+    assert np.ptp(tissue) > 0.05, tissue
+
+
+def test_augmentation_ranges_out_of_bounds_are_refused():
+    with pytest.raises(ValueError, match="--blur"):
+        shift_augmentation(blur=1.5)
+    with pytest.raises(ValueError, match="--gamma"):
+        shift_augmentation(gamma=-0.1)
+
+
 def test_model_shape_and_float32_logit():
     model = pneumonia.build_pneumonia_cnn(32, filters=4, blocks=3)
     logits = model(np.zeros((2, 32, 32, 1), np.float32))

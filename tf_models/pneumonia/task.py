@@ -50,6 +50,10 @@ class PneumoniaConfig(config_lib.TrainConfig):
     shift: float = option(0.05, "augmentation: largest shift, a fraction of the side")
     brightness: float = option(0.1, "augmentation: largest brightness change, a fraction of the grey range")
     contrast: float = option(0.1, "augmentation: largest contrast change factor")
+    blur: float = option(0.0, "augmentation: largest Gaussian blur sigma in pixels of the training size, at most 1 "
+                              "(0: none); covers films sharper or softer than train/'s")
+    gamma: float = option(0.0, "augmentation: random gamma curve between 1/(1+G) and 1+G (0: none); moves the "
+                               "background against the lungs, which per-image standardization keeps")
     hflip: bool = option(False, "also flip horizontally (off: the heart is on the left)")
     class_weighting: bool = option(True, "weight the loss by inverse class frequency of the training split")
     patience: int = option(5, "epochs without a better val_auc before early stopping")
@@ -94,7 +98,8 @@ def build_data(config):
         config.data, config.image_size, config.batch_size, config.validation_fraction, config.seed,
         augment=config.augment, hflip=config.hflip,
         augment_ranges=dict(rotation=config.rotation, zoom=config.zoom, aspect_zoom=config.aspect_zoom,
-                            shift=config.shift, brightness=config.brightness, contrast=config.contrast),
+                            shift=config.shift, brightness=config.brightness, contrast=config.contrast,
+                            blur=config.blur, gamma=config.gamma),
     )
 
 
