@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sklearn_metrics
 
-from tf_models.pneumonia import calibration
+from tf_models.pneumonia import calibration, robustness
 
 
 def test_binary_metrics_match_sklearn():
@@ -173,3 +173,36 @@ def test_a_target_no_validation_threshold_reaches_is_explained():
     with pytest.raises(ValueError, match="No threshold reaches specificity"):
         calibration.choose_threshold(labels, saturated, "specificity:0.95")
     assert calibration.choose_threshold(labels, saturated, "sensitivity:0.95") == pytest.approx(logit_middle(0.2, 0.9))
+
+
+def mean_grey_model():
+    """A 'model' whose logit is (mean grey level - 100) / 10: brighter films read as pneumonia."""
+    inputs = keras.Input((32, 32, 1))
+    logits = keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(inputs))
+    model = keras.Model(inputs, logits)
+    model.layers[-1].set_weights([np.array([[0.1]], np.float32), np.array([-10.0], np.float32)])
+    return model
+
+
+def test_film_changes_do_what_they_say_and_move_a_grey_level_model():
+    films = np.zeros((4, 32, 32, 1), np.uint8)
+    films[:, 8:24, 8:24] = 200
+    films[:, 15:17, 15:17] = 100
+    zoomed_in = robustness.change_films(films, "zoom in 15 % (tighter framing)")
+    zoomed_out = robustness.change_films(films, "zoom out 15 % (wider framing)")
+    assert (zoomed_in > 100).sum() > (films > 100).sum() > (zoomed_out > 100).sum()
+    np.testing.assert_array_equal(robustness.change_films(films, "none"), films.astype(np.float32))
+    lighter = robustness.change_films(films, "gamma 0.8 (lighter background)")
+    np.testing.assert_allclose(lighter[0, 16, 16, 0], 255 * (100 / 255) ** 0.8, rtol=1e-5)
+    blurred = robustness.change_films(films, "blur sigma 1 px")
+    assert blurred[0, 8, 16, 0] < 200 and abs(blurred.mean() - films.mean()) < 1.0
+    with pytest.raises(ValueError, match="zoom in"):
+        robustness.change_films(films, "rotate")
+
+    labels = np.array([0, 0, 1, 1])
+    decision = {"temperature": 1.0, "threshold": 0.5}
+    report = robustness.film_change_report(mean_grey_model(), films, labels, decision, batch_size=3)
+    assert set(report) == set(robustness.FILM_CHANGES)
+    assert report["gamma 0.8 (lighter background)"]["mean_p_normal"] > report["none"]["mean_p_normal"]
+    assert report["zoom out 15 % (wider framing)"]["mean_p_normal"] < report["none"]["mean_p_normal"]
+    assert abs(report["blur sigma 1 px"]["mean_p_normal"] - report["none"]["mean_p_normal"]) < 0.01

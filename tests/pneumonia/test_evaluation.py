@@ -20,7 +20,7 @@ from tf_models.app import models as app_models
 from tf_models.core import export as export_lib
 from tf_models.core import formats as formats_lib
 from tf_models.core import runs
-from tf_models.pneumonia import calibration, inference
+from tf_models.pneumonia import calibration, inference, robustness
 from tf_models.pneumonia import task as pneumonia_task
 
 RUN = "calibrated"
@@ -118,8 +118,10 @@ def test_own_evaluation_fits_and_stores_the_decision_with_the_policy(tmp_path, c
     assert report["calibration"]["validation"]["calibrated"]["nll"] <= report["calibration"]["validation"]["uncalibrated"]["nll"] + 1e-9
     for figure in ("reliability.png", "confusion_matrix.png", "roc_curve.png", "grad_cam.png"):
         assert (paths.log_dir / "evaluation" / figure).is_file()
+    assert set(report["film_changes"]) == set(robustness.FILM_CHANGES)
+    assert report["film_changes"]["none"]["roc_auc"] == report["validation"]["roc_auc"]
     output = capsys.readouterr().out
-    assert "ECE before" in output and "specificity:0.95" in output
+    assert "ECE before" in output and "specificity:0.95" in output and "zoom in 15 %" in output
 
 
 @pytest.mark.parametrize("layout", ["kermany", "flat"])

@@ -13,6 +13,11 @@ DIR/{NORMAL,PNEUMONIA}), every image of it is scored at the run's stored
 temperature and threshold into logs/pneumonia/<run>/evaluation-<DIR's name>/;
 no file of the run changes. `--tta` averages each logit with that of the
 left-right mirrored film and writes to evaluation[-<name>]-tta/ without storing anything.
+
+`film_changes` in metrics.json (and the last printed table) scores the
+validation films again after known changes (blur, sharpening, gamma, zoom:
+`robustness.FILM_CHANGES`): which of them moves NORMAL films towards
+pneumonia, measured without test/.
 """
 
 import argparse
@@ -24,7 +29,7 @@ import numpy as np
 
 from pipelines import classification
 from tf_models.core import figures, runs
-from tf_models.pneumonia import calibration, inference
+from tf_models.pneumonia import calibration, inference, robustness
 from tf_models.pneumonia import task as pneumonia_task
 
 matplotlib.use("Agg")
@@ -124,8 +129,11 @@ def evaluate(args):
     scored, skipped = score_splits(model, config, args)
     _, validation_labels, validation_logits = scored["validation"]
     decision = calibration.fit_decision(validation_labels, validation_logits, policy, calibrate)
+    validation_images = scored["validation"][0]
     report = {"decision": decision, "tta": args.tta, **split_report(scored, decision),
-              "policies": policy_report(scored, decision), "skipped_files": skipped}
+              "policies": policy_report(scored, decision), "skipped_files": skipped,
+              "film_changes": robustness.film_change_report(model, validation_images, validation_labels, decision,
+                                                            args.batch_size)}
     output_dir = runs.evaluation_dir(paths.log_dir, suffix="tta" if args.tta else "")
     written = [runs.write_json(output_dir / "metrics.json", report)]
     written += write_figures(model, scored, decision, output_dir, args.grad_cam_count, "test")
@@ -200,6 +208,11 @@ def print_table(report, splits):
             test = scores["test"]
             print(f"{policy:<20}{scores['threshold']:>10.4f}{test['sensitivity']:>12.4f}"
                   f"{test['specificity']:>12.4f}{test['accuracy']:>12.4f}")
+    if "film_changes" in report:
+        print(f"\n{'validation films changed':<32}{'P NORMAL':>10}{'P PNEUM.':>10}{'sens.':>8}{'spec.':>8}{'AUC':>8}")
+        for change, scores in report["film_changes"].items():
+            print(f"{change:<32}{scores['mean_p_normal']:>10.3f}{scores['mean_p_pneumonia']:>10.3f}"
+                  f"{scores['sensitivity']:>8.3f}{scores['specificity']:>8.3f}{scores['roc_auc']:>8.3f}")
 
 
 def plot_reliability(scored, temperature, path):
