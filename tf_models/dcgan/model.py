@@ -18,17 +18,6 @@ embedding to the latent vector; the discriminator judges (image, class id),
 either by projection (Miyato and Koyama, 2018: the logit is a linear function
 of the image features plus their inner product with a learned class
 embedding) or by one-hot class maps concatenated to the image channels.
-
-With `latent_codes` K > 0 the model stays unconditional (no labels, one latent
-input) but its latent carries a discrete code, as in InfoGAN (Chen et al.,
-2016): the code is the position of the largest of the latent's first K
-entries (uniform over K, since they are independent normals), the generator
-joins a learned embedding of it to the latent, and a head on the
-discriminator's features learns to read the code back from the image. The
-cross-entropy of that read-out is added to both losses, so each code comes
-to draw a distinct kind of image: the latent space splits into K parts, and
-the images between two kinds (a digit half 3, half 8), which a continuous map
-from one normal must otherwise produce, become rarer.
 """
 
 import math
@@ -46,31 +35,6 @@ LATENT_INPUT = "latent"
 CLASS_INPUT = "class_id"
 
 
-@keras.saving.register_keras_serializable(package="tf_models")
-class LatentCode(keras.layers.Layer):
-    """One-hot position of the largest of a latent's first `num_codes` entries: a uniform discrete code."""
-
-    def __init__(self, num_codes, **kwargs):
-        super().__init__(**kwargs)
-        if num_codes < 2:
-            raise ValueError(f"A latent code needs at least 2 values, got {num_codes}.")
-        self.num_codes = num_codes
-
-    def get_config(self):
-        return {**super().get_config(), "num_codes": self.num_codes}
-
-    def call(self, latent):
-        return tf.one_hot(tf.argmax(latent[:, : self.num_codes], axis=-1), self.num_codes, dtype=latent.dtype)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.num_codes)
-
-
-def latent_codes(latent, num_codes):
-    """The code (int32 [N]) that `LatentCode` reads from each latent vector."""
-    return tf.argmax(latent[:, :num_codes], axis=-1, output_type=tf.int32)
-
-
 def _base_size(image_size):
     if image_size not in SUPPORTED_IMAGE_SIZES:
         raise ValueError(
@@ -84,7 +48,7 @@ def _upsampling_steps(image_size):
 
 
 def build_generator(image_size=28, channels=1, latent_dim=100, filters=64, name="generator", num_classes=0,
-                    embedding_dim=50, latent_codes=0):
+                    embedding_dim=50):
     """Latent vector (and, with `num_classes` > 0, class id) -> image in [-1, 1].
 
     The first transposed convolution turns the latent vector (as a 1x1 map)
@@ -93,13 +57,8 @@ def build_generator(image_size=28, channels=1, latent_dim=100, filters=64, name=
     output layer. For 64 px, latent 100 and filters 32 this is the five-layer
     generator 1 -> 4 -> 8 -> 16 -> 32 -> 64 with 256, 128, 64, 32 filters.
     A conditional generator concatenates an `embedding_dim` class embedding
-    to the latent vector before the first layer; with `latent_codes` K, an
-    embedding of the latent's own code (`LatentCode`) is joined the same way.
+    to the latent vector before the first layer.
     """
-    if latent_codes and num_classes:
-        raise ValueError("A generator takes a class (num_classes) or a latent code (latent_codes), not both.")
-    if latent_codes > latent_dim:
-        raise ValueError(f"latent_codes {latent_codes} exceeds the latent size {latent_dim}.")
     base = _base_size(image_size)
     steps = _upsampling_steps(image_size)
     latent = keras.Input(shape=(latent_dim,), name=LATENT_INPUT)
@@ -108,10 +67,6 @@ def build_generator(image_size=28, channels=1, latent_dim=100, filters=64, name=
         class_id = keras.Input(shape=(), dtype="int32", name=CLASS_INPUT)
         embedding = keras.layers.Embedding(num_classes, embedding_dim, name="class_embedding")(class_id)
         inputs = [latent, class_id]
-        x = keras.layers.Concatenate()([latent, embedding])
-    if latent_codes:
-        code = LatentCode(latent_codes, name="latent_code")(latent)
-        embedding = keras.layers.Dense(embedding_dim, use_bias=False, name="code_embedding")(code)
         x = keras.layers.Concatenate()([latent, embedding])
     x = keras.layers.Reshape((1, 1, x.shape[-1]))(x)
     x = keras.layers.Conv2DTranspose(filters * 2 ** (steps - 1), base, padding="valid", use_bias=False)(x)
@@ -129,7 +84,7 @@ def build_generator(image_size=28, channels=1, latent_dim=100, filters=64, name=
 
 
 def build_discriminator(image_size=28, channels=1, filters=64, name="discriminator", num_classes=0,
-                        conditioning="projection", latent_codes=0):
+                        conditioning="projection"):
     """Image (and, with `num_classes` > 0, class id) -> one logit (positive: real).
 
     Strided 4x4 convolutions halve the size and double the filters down to the
@@ -139,9 +94,7 @@ def build_discriminator(image_size=28, channels=1, filters=64, name="discriminat
 
     Conditional, `conditioning` is `projection` (the logit plus the inner
     product of the flattened base map with the class's embedding) or `concat`
-    (`num_classes` one-hot maps joined to the image channels). With
-    `latent_codes` K it returns [logit, K code logits], the code read from
-    the flattened base map by one dense layer.
+    (`num_classes` one-hot maps joined to the image channels).
     """
     if conditioning not in CONDITIONINGS:
         raise ValueError(f"Unknown conditioning {conditioning!r}; choose one of {', '.join(CONDITIONINGS)}.")
@@ -170,37 +123,30 @@ def build_discriminator(image_size=28, channels=1, filters=64, name="discriminat
         embedding = keras.layers.Embedding(num_classes, flat.shape[-1], name="class_projection")(class_id)
         x = keras.layers.Add()([x, keras.layers.Dot(axes=1)([flat, embedding])])
     outputs = keras.layers.Activation("linear", dtype="float32", name="logit")(x)
-    if latent_codes:
-        code_logits = keras.layers.Dense(latent_codes, name="code_head")(keras.layers.Flatten()(features))
-        outputs = [outputs, keras.layers.Activation("linear", dtype="float32", name="code_logits")(code_logits)]
     return keras.Model(inputs, outputs, name=name)
 
 
 def build_networks(architecture, image_size, channels, latent_dim, generator_filters, discriminator_filters,
-                   num_classes=0, conditioning="projection", embedding_dim=50, latent_codes=0):
+                   num_classes=0, conditioning="projection", embedding_dim=50):
     """(generator, discriminator) of `architecture`: `dcgan` (above) or `tutorial` (TF tutorial, 28x28x1)."""
     generator = build_architecture_generator(architecture, image_size, channels, latent_dim, generator_filters,
-                                             num_classes=num_classes, embedding_dim=embedding_dim,
-                                             latent_codes=latent_codes)
+                                             num_classes=num_classes, embedding_dim=embedding_dim)
     if architecture == "tutorial":
         return generator, tutorial_dcgan.build_discriminator()
     return generator, build_discriminator(image_size, channels, discriminator_filters, num_classes=num_classes,
-                                          conditioning=conditioning, latent_codes=latent_codes)
+                                          conditioning=conditioning)
 
 
 def build_architecture_generator(architecture, image_size, channels, latent_dim, filters, name_prefix="",
-                                 num_classes=0, embedding_dim=50, latent_codes=0):
+                                 num_classes=0, embedding_dim=50):
     """The generator of `architecture` (see `build_networks`), its name prefixed with `name_prefix`."""
     if architecture == "dcgan":
         return build_generator(image_size, channels, latent_dim, filters, name=f"{name_prefix}generator",
-                               num_classes=num_classes, embedding_dim=embedding_dim, latent_codes=latent_codes)
+                               num_classes=num_classes, embedding_dim=embedding_dim)
     if architecture == "tutorial":
         if num_classes:
             raise ValueError("The tutorial architecture is unconditional; use --architecture dcgan with "
                              "--conditional.")
-        if latent_codes:
-            raise ValueError("The tutorial architecture takes no latent code; use --architecture dcgan with "
-                             "--latent-codes.")
         if (image_size, channels) != (tutorial_dcgan.IMAGE_SIZE, 1):
             raise ValueError(
                 f"The tutorial architecture makes 28x28x1 images, not {image_size}x{image_size}x{channels}."
@@ -269,10 +215,6 @@ class DCGAN(adversarial.AdversarialModel):
         class_names: the names of the `num_classes` classes, in label order
             (kept with the model, so a saved model can be asked for a class
             by name); empty: none.
-        latent_codes: 0 (off) or K, a discrete code in the latent learned
-            without labels (InfoGAN, see the module docstring); unconditional
-            models only.
-        code_weight: weight of the code read-out's cross-entropy in both losses.
 
     Example:
 
@@ -306,8 +248,6 @@ class DCGAN(adversarial.AdversarialModel):
         conditioning="projection",
         embedding_dim=50,
         class_names=(),
-        latent_codes=0,
-        code_weight=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -325,22 +265,19 @@ class DCGAN(adversarial.AdversarialModel):
         self.conditioning = conditioning
         self.embedding_dim = embedding_dim
         self.class_names = tuple(class_names)
-        self.latent_codes = latent_codes
-        self.code_weight = code_weight
         self.generator, self.discriminator = build_networks(
             architecture, image_size, channels, latent_dim, generator_filters, discriminator_filters,
-            num_classes, conditioning, embedding_dim, latent_codes,
+            num_classes, conditioning, embedding_dim,
         )
         self.init_average_generator(ema_decay, lambda: build_architecture_generator(
             architecture, image_size, channels, latent_dim, generator_filters, name_prefix="average_",
-            num_classes=num_classes, embedding_dim=embedding_dim, latent_codes=latent_codes,
+            num_classes=num_classes, embedding_dim=embedding_dim,
         ))
         self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
         self.generator_loss_tracker = keras.metrics.Mean(name="generator_loss")
         self.discriminator_loss_tracker = keras.metrics.Mean(name="discriminator_loss")
         self.real_score_tracker = keras.metrics.Mean(name="real_score")
         self.fake_score_tracker = keras.metrics.Mean(name="fake_score")
-        self.code_loss_tracker = keras.metrics.Mean(name="code_loss")
         self.built = True
 
     def get_config(self):
@@ -359,20 +296,17 @@ class DCGAN(adversarial.AdversarialModel):
             conditioning=self.conditioning,
             embedding_dim=self.embedding_dim,
             class_names=list(self.class_names),
-            latent_codes=self.latent_codes,
-            code_weight=self.code_weight,
         )
         return config
 
     @property
     def metrics(self):
-        metrics = [
+        return [
             self.generator_loss_tracker,
             self.discriminator_loss_tracker,
             self.real_score_tracker,
             self.fake_score_tracker,
         ]
-        return metrics + [self.code_loss_tracker] if self.latent_codes else metrics
 
     def call(self, inputs, training=False):
         """Images from `latent`, or from `(latent, class_ids)` when conditional."""
@@ -414,16 +348,8 @@ class DCGAN(adversarial.AdversarialModel):
         return data[0], tf.cast(data[1], tf.int32)
 
     def _judge(self, images, class_ids):
-        """(real/fake logits, code logits or None) of the discriminator."""
         inputs = images if class_ids is None else [images, class_ids]
-        outputs = self.discriminator(inputs, training=True)
-        return (outputs[0], outputs[1]) if self.latent_codes else (outputs, None)
-
-    def _code_cross_entropy(self, codes, code_logits):
-        """Mean cross-entropy of the code read-out (0 without latent codes)."""
-        if not self.latent_codes:
-            return 0.0
-        return precision.replica_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=codes, logits=code_logits))
+        return self.discriminator(inputs, training=True)
 
     def train_step(self, data):
         """One alternating update: the discriminator, then the generator against the updated discriminator.
@@ -439,25 +365,22 @@ class DCGAN(adversarial.AdversarialModel):
         batch_size = tf.shape(real_images)[0]
         latent = self.sample_replica_latent(batch_size)
         fake_labels = self.sample_replica_class_ids(batch_size) if self.num_classes else None
-        codes = latent_codes(latent, self.latent_codes) if self.latent_codes else None
 
         with tf.GradientTape() as generator_tape:
             fake_images = self.generator(generator_inputs(self.generator, latent, fake_labels), training=True)
             with generator_tape.stop_recording():
                 with tf.GradientTape() as tape:
-                    real_logits, _ = self._judge(real_images, real_labels)
-                    fake_logits, fake_code_logits = self._judge(fake_images, fake_labels)
+                    real_logits = self._judge(real_images, real_labels)
+                    fake_logits = self._judge(fake_images, fake_labels)
                     discriminator_loss = precision.replica_mean(
                         _binary_cross_entropy(self.real_label, real_logits)
                         + _binary_cross_entropy(0.0, fake_logits)
-                    ) + self.code_weight * self._code_cross_entropy(codes, fake_code_logits)
+                    )
                 precision.minimize(
                     tape, discriminator_loss, self.discriminator.trainable_variables, self.discriminator_optimizer
                 )
-            generated_logits, generated_code_logits = self._judge(fake_images, fake_labels)
-            code_loss = self._code_cross_entropy(codes, generated_code_logits)
-            generator_loss = (precision.replica_mean(_binary_cross_entropy(1.0, generated_logits))
-                              + self.code_weight * code_loss)
+            generated_logits = self._judge(fake_images, fake_labels)
+            generator_loss = precision.replica_mean(_binary_cross_entropy(1.0, generated_logits))
         precision.minimize(
             generator_tape, generator_loss, self.generator.trainable_variables, self.generator_optimizer
         )
@@ -468,6 +391,4 @@ class DCGAN(adversarial.AdversarialModel):
         self.discriminator_loss_tracker.update_state(discriminator_loss * replicas)
         self.real_score_tracker.update_state(tf.sigmoid(real_logits))
         self.fake_score_tracker.update_state(tf.sigmoid(fake_logits))
-        if self.latent_codes:
-            self.code_loss_tracker.update_state(code_loss * replicas)
         return {metric.name: metric.result() for metric in self.metrics}

@@ -43,9 +43,6 @@ class DCGANConfig(config_lib.TrainConfig):
                                              "projection (Miyato & Koyama, 2018) or concat (one-hot class maps)")
     class_names: str = option("", "with --conditional: the classes, comma-separated, in label order; "
                                   "empty reads them from the data")
-    latent_codes: int = option(0, "unconditional: a discrete code of K values in the latent, learned without "
-                                  "labels (InfoGAN); 0: none")
-    code_weight: float = option(1.0, "with --latent-codes: weight of the code read-out's cross-entropy in both losses")
 
 
 _FASHION_64 = dict(image_size=64, channels=1, latent_dim=100, generator_filters=32, discriminator_filters=32,
@@ -108,12 +105,6 @@ def _check_conditional(config):
     if config.conditioning not in dcgan.CONDITIONINGS:
         raise ValueError(f"Unknown --conditioning {config.conditioning!r}; choose one of "
                          f"{', '.join(dcgan.CONDITIONINGS)}.")
-    if config.latent_codes and config.conditional:
-        raise ValueError("--latent-codes is for unconditional models (a code learned without labels); "
-                         "--conditional already gives the generator a class. Use one of the two.")
-    if config.latent_codes and (config.architecture != "dcgan" or config.train_step != "dcgan"):
-        raise ValueError("--latent-codes trains the project's networks and step: use --architecture dcgan "
-                         "--train-step dcgan.")
     if config.conditional and (config.architecture != "dcgan" or config.train_step != "dcgan"):
         raise ValueError("--conditional trains the project's networks and step: use --architecture dcgan "
                          "--train-step dcgan (the tutorial's are unconditional).")
@@ -186,8 +177,6 @@ class DCGANTask(runner.Task):
             num_classes=len(class_names(config)),
             class_names=class_names(config),
             conditioning=config.conditioning,
-            latent_codes=config.latent_codes,
-            code_weight=config.code_weight,
         )
         model.compile(
             generator_optimizer=keras.optimizers.Adam(beta_1=config.beta_1),
