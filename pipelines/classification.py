@@ -253,11 +253,14 @@ def xray_augmentation(seed, rotation=0.03, zoom=0.1, shift=0.05, brightness=0.1,
     framing of the chest varies (films are collimated differently). No horizontal
     flip unless `hflip`: a chest X-ray is not left-right symmetric (the heart
     sits left, and radiographs carry side markers), so a flipped image is not
-    a plausible patient. With `blur` > 0, about half the images are
-    blurred by a Gaussian of sigma up to `blur` pixels (one sigma per batch), so that a film's
-    sharpness, which differs between scanners and between Kermany's train/ and
-    test/ NORMAL films, is not taken for the haze of an opacity. `gamma` > 0
-    adds `RandomGamma`, which varies the background level against the lungs.
+    a plausible patient.
+
+    With `blur` > 0, about half the images are blurred by a Gaussian of
+    sigma up to `blur` pixels (one sigma per batch), so that a film's
+    sharpness, which differs between scanners and between Kermany's train/
+    and test/ NORMAL films, is not taken for the haze of an opacity.
+    `gamma` > 0 adds `RandomGamma`, which varies the background level
+    against the lungs.
     """
     if not 0.0 <= blur <= 1.0:
         raise ValueError(f"--blur must be in [0, 1] (pixels of sigma), got {blur}.")
