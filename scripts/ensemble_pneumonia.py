@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from tf_models.pneumonia import calibration
-from tf_models.core import cli, runner
+from tf_models.core import cli, provenance, runner
 from tf_models.pneumonia import task as pneumonia_task
 
 
@@ -32,7 +32,8 @@ def main(argv=None):
     parser.add_argument("--models-root", default="saved_models")
     args = parser.parse_args(argv)
     written = pneumonia_task.build_ensemble_run(args.members, args.run_name, args.logs_root, args.models_root,
-                                                args.threshold_policy, args.temperature_scaling)
+                                                args.threshold_policy, args.temperature_scaling,
+                                                command=provenance.command_line(None if argv is None else [sys.argv[0], *argv]))
     runner.print_written(written)
     print(f"Evaluate: python scripts/evaluate.py --task pneumonia --run {args.run_name}")
     return 0

@@ -19,7 +19,7 @@ from tests.model_checks import assert_config_round_trip
 from tf_models.pneumonia import inference
 from tf_models.pneumonia import model as pneumonia
 from tf_models.core import formats as formats_lib
-from tf_models.core import runner, runs
+from tf_models.core import provenance, runner, runs
 from tf_models.pneumonia import task as pneumonia_task
 
 
@@ -339,13 +339,16 @@ def test_ensemble_run_chooses_its_threshold_exports_and_loads(tmp_path):
     for name in ("first", "second"):
         save_member_run(tmp_path, name, data)
     roots = dict(logs_root=tmp_path / "logs", models_root=tmp_path / "models")
-    pneumonia_task.build_ensemble_run(["first", "second"], "both", **roots)
+    command = "python scripts/ensemble_pneumonia.py --members first second --run-name both"
+    pneumonia_task.build_ensemble_run(["first", "second"], "both", **roots, command=command)
     paths = runs.RunPaths("pneumonia", "both", **roots)
+    assert [entry["command"] for entry in provenance.read(paths.log_dir)] == [command]
     assert pneumonia_task.load_threshold(paths.model_dir)["chosen_on"] == "validation split carved from train/"
     report = runs.json.loads((paths.model_dir / "export_formats.json").read_text())
     for format_name in ("savedmodel", "tflite"):
         assert report["formats"][format_name]["max_abs_vs_keras"]["probability"] < 1e-5
-    assert runs.json.loads((paths.log_dir / "training_time.json").read_text())["seconds"] == 120.0
+    clock = runs.json.loads((paths.log_dir / "training_time.json").read_text())
+    assert (clock["seconds"], clock["steps"]) == (120.0, 20)
     model, config, _ = runner.load_run(pneumonia_task.PneumoniaTask(), pneumonia_task.PneumoniaConfig, "both", **roots)
     assert len(pneumonia.ensemble_members(model)) == 2 and config.image_size == 32
 

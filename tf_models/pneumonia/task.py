@@ -21,7 +21,7 @@ from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import checkpoints
 from tf_models.core import config as config_lib
 from tf_models.core import export as export_lib
-from tf_models.core import runner, runs
+from tf_models.core import provenance, runner, runs
 
 option = config_lib.option
 
@@ -198,14 +198,15 @@ ENSEMBLE_SHARED_FIELDS = ("data", "image_size", "validation_fraction", "seed")
 
 
 def build_ensemble_run(member_runs, run_name, logs_root="logs", models_root="saved_models", policy="youden",
-                       calibrate=True):
+                       calibrate=True, command=None):
     """A pneumonia run whose model averages the logits of trained runs; returns the files written.
 
     The members must share the data, image size and validation split (seed,
     fraction), so the threshold is chosen on images none of them trained on.
     The new run gets model.keras, threshold.json (temperature and threshold),
     serving/, model.tflite and a config.json naming its members; its training
-    time is the members' sum.
+    time and steps are the members' sums. `command`, when given, is recorded in
+    its provenance.jsonl.
     """
     if run_name in member_runs:
         raise ValueError(f"The ensemble run {run_name!r} cannot also be one of its members.")
@@ -214,6 +215,8 @@ def build_ensemble_run(member_runs, run_name, logs_root="logs", models_root="sav
               "batch_size": configs[0].get("batch_size", 32), "members": list(member_runs),
               "threshold_policy": policy, "temperature_scaling": calibrate}
     paths = runs.RunPaths("pneumonia", run_name, logs_root, models_root).make_dirs()
+    if command:
+        provenance.record(paths.log_dir, command)
     model = compile_model(pneumonia.build_ensemble(members), configs[0].get("learning_rate", 1e-3))
     task = PneumoniaTask()
     task_config = config_lib.make_config(
@@ -232,7 +235,7 @@ def build_ensemble_run(member_runs, run_name, logs_root="logs", models_root="sav
 
 def _load_members(member_runs, logs_root, models_root):
     """(models, configs, summed training clock) of the member runs; ValueError when they cannot combine."""
-    members, configs, seconds, untimed = [], [], 0.0, []
+    members, configs, seconds, steps, untimed = [], [], 0.0, 0, []
     for member_run in member_runs:
         paths = runs.RunPaths("pneumonia", member_run, logs_root, models_root)
         if not paths.keras_file.is_file() or not paths.config_file.is_file():
@@ -242,7 +245,9 @@ def _load_members(member_runs, logs_root, models_root):
         members.append(keras.saving.load_model(paths.keras_file, compile=False))
         clock_file = paths.log_dir / callbacks_lib.TrainingClock.FILE_NAME
         if clock_file.is_file():
-            seconds += callbacks_lib.TrainingClock.read(clock_file)["seconds"]
+            member_clock = callbacks_lib.TrainingClock.read(clock_file)
+            seconds += member_clock["seconds"]
+            steps += member_clock.get("steps", 0)
         else:
             untimed.append(member_run)
     for field in ENSEMBLE_SHARED_FIELDS:
@@ -250,8 +255,8 @@ def _load_members(member_runs, logs_root, models_root):
         if len(set(map(str, values.values()))) > 1:
             raise ValueError(f"Ensemble members differ in {field}: {values}; they must share "
                              f"{', '.join(ENSEMBLE_SHARED_FIELDS)}.")
-    clock = {"seconds": None if untimed else seconds, "members": list(member_runs),
-             "members_without_clock": untimed}
+    clock = {"seconds": None if untimed else seconds, "steps": None if untimed else steps,
+             "members": list(member_runs), "members_without_clock": untimed}
     return members, configs, clock
 
 
