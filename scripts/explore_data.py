@@ -71,20 +71,23 @@ def sample_grid(splits, path, per_class=6, seed=0):
     )
 
 
-def film_statistics(path, image_size=128):
-    """(mean grey level, 5th percentile, relative sharpness) of one film at `image_size`.
+def relative_sharpness(image):
+    """Standard deviation of the Laplacian of a 2-D image over its own: fine detail per unit of contrast.
 
-    Relative sharpness is the standard deviation of the Laplacian over the
-    central half of the film divided by that half's own standard deviation:
-    fine detail per unit of contrast, which a blur lowers and exposure does
-    not change.
+    A blur lowers it; exposure and contrast (any affine change of the grey
+    levels) do not change it.
     """
+    image = np.asarray(image, np.float32)
+    return float(cv2.Laplacian(image, cv2.CV_32F).std() / max(float(image.std()), 1e-6))
+
+
+def film_statistics(path, image_size=128):
+    """(mean grey level, 5th percentile, relative sharpness of the central half) of one film at `image_size`."""
     film = images.read_image(path, channels=1)[..., 0].astype(np.float32)
     film = cv2.resize(film, (image_size, image_size), interpolation=cv2.INTER_AREA)
     quarter = image_size // 4
     centre = film[quarter:image_size - quarter, quarter:image_size - quarter]
-    sharpness = cv2.Laplacian(centre, cv2.CV_32F).std() / max(float(centre.std()), 1e-6)
-    return float(film.mean()), float(np.percentile(film, 5)), float(sharpness)
+    return float(film.mean()), float(np.percentile(film, 5)), relative_sharpness(centre)
 
 
 def split_statistics(splits, image_size=128, per_class=300, seed=0):

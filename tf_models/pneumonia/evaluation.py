@@ -127,9 +127,8 @@ def evaluate(args):
     policy = args.threshold_policy or config.get("threshold_policy", "youden")
     calibrate = config.get("temperature_scaling", True) if args.temperature_scaling is None else args.temperature_scaling
     scored, skipped = score_splits(model, config, args)
-    _, validation_labels, validation_logits = scored["validation"]
+    validation_images, validation_labels, validation_logits = scored["validation"]
     decision = calibration.fit_decision(validation_labels, validation_logits, policy, calibrate)
-    validation_images = scored["validation"][0]
     report = {"decision": decision, "tta": args.tta, **split_report(scored, decision),
               "policies": policy_report(scored, decision), "skipped_files": skipped,
               "film_changes": robustness.film_change_report(model, validation_images, validation_labels, decision,

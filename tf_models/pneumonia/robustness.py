@@ -11,6 +11,7 @@ choices without looking at test/.
 
 import cv2
 import numpy as np
+import tensorflow as tf
 
 from tf_models.pneumonia import calibration, inference
 
@@ -71,9 +72,8 @@ def film_change_report(model, images, labels, decision, batch_size=64):
     """{change: mean calibrated P per class, sensitivity, specificity and ROC AUC at the stored decision}."""
     report = {}
     for name in FILM_CHANGES:
-        films = change_films(images, name)
-        logits = np.concatenate([inference.predict_logits(model, films[start:start + batch_size])
-                                 for start in range(0, len(films), batch_size)])
+        films = tf.data.Dataset.from_tensor_slices((change_films(images, name), labels)).batch(batch_size)
+        _, logits = inference.dataset_logits(model, films)
         probabilities = calibration.calibrated_probabilities(logits, decision["temperature"])
         metrics = calibration.binary_metrics(labels, probabilities, decision["threshold"])
         report[name] = {
