@@ -229,3 +229,28 @@ def test_predict_masks_with_tta_writes_the_flip_averaged_masks(trained, tmp_path
     model = keras.models.load_model(root / "models" / "unet" / RUN / "best.keras")
     (_, probability), = unet_inference.predict_images(model, [image], tta=True)
     np.testing.assert_array_equal(mask, np.where(probability >= 0.5, 255, 0))
+
+
+def test_init_from_starts_a_larger_run_from_a_smaller_runs_weights(trained, monkeypatch):
+    root, _ = trained
+    started_from = {}
+    initialise = runner.initialise_from_run
+
+    def recording_initialise(task, model, config):
+        initialise(task, model, config)
+        started_from["weights"] = [weight.copy() for weight in model.get_weights()]
+
+    monkeypatch.setattr(runner, "initialise_from_run", recording_initialise)
+    larger = runner.train(unet_task.UNetTask(), tiny_config(root, run_name="larger", image_size="48x64",
+                                                            init_from=RUN, export=False), verbose=0)
+    saved = keras.saving.load_model(root / "models" / "unet" / RUN / "model.keras", compile=False)
+    assert len(started_from["weights"]) == len(saved.get_weights())
+    for started, trained_weight in zip(started_from["weights"], saved.get_weights()):
+        np.testing.assert_array_equal(started, trained_weight)
+    assert json.loads(larger.paths.config_file.read_text())["init_from"] == RUN
+    assert larger.history["loss"], "the larger run trains on from those weights"
+    with pytest.raises(ValueError, match="no .*model.keras"):
+        runner.train(unet_task.UNetTask(), tiny_config(root, run_name="orphan", init_from="missing"), verbose=0)
+    with pytest.raises(ValueError, match="do not fit this model"):
+        runner.train(unet_task.UNetTask(), tiny_config(root, run_name="narrow", base_filters=4, init_from=RUN),
+                     verbose=0)

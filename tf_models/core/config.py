@@ -40,6 +40,9 @@ class TrainConfig:
     time_budget_minutes: float = option(0.0, "stop when the run's training time, over all its invocations, "
                                              "reaches this many minutes (0: no limit)")
     fresh: bool = option(False, "delete an existing run of this name instead of resuming it")
+    init_from: str = option("", "start from the weights of another run of this task (its model.keras), e.g. one "
+                                "trained at a smaller --image-size (progressive resizing); the optimizer, "
+                                "schedule and time budget start afresh")
     export: bool = option(True, "write model.keras, a SavedModel and TFLite at the end")
     tfds_data_dir: str = option("", "TensorFlow Datasets data_dir for tfds:NAME sources")
     logs_root: str = option("logs", "root of the log folders")

@@ -218,6 +218,8 @@ def _train(task, config, strategy, chief, paths, checkpoint_dir, verbose):
         )
     # With --fresh the chief is deleting the old checkpoints; other workers must not read them.
     restored = keeper.restore() if chief or not config.fresh else None
+    if config.init_from and not restored:
+        initialise_from_run(task, model, config)
     for optimizer, rate in task.learning_rates(model, config):
         optimizer.learning_rate = rate
     if restored and verbose:
@@ -250,6 +252,19 @@ def _train(task, config, strategy, chief, paths, checkpoint_dir, verbose):
         with faults.region("export"):
             written += export_run(task, float32_model(task, model, config, data), config, paths)
     return RunResult(paths, model, history.history if history else {}, restored, written, config)
+
+
+def initialise_from_run(task, model, config):
+    """Copies the weights of run `config.init_from` of the same task into `model`, which then trains on from them."""
+    paths = runs.RunPaths(task.name, config.init_from, config.logs_root, config.models_root)
+    if not paths.keras_file.is_file():
+        raise ValueError(f"--init-from {config.init_from}: no {paths.keras_file}; train that run to its end first.")
+    saved = keras.saving.load_model(paths.keras_file, compile=False)
+    try:
+        model.set_weights(saved.get_weights())
+    except ValueError as error:
+        raise ValueError(f"--init-from {config.init_from}: its weights do not fit this model ({error}); give the "
+                         "same architecture flags (filters, depth, classes) as that run.") from error
 
 
 def schedules(task, model, paths, config):

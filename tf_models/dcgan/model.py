@@ -18,9 +18,17 @@ embedding to the latent vector; the discriminator judges (image, class id),
 either by projection (Miyato and Koyama, 2018: the logit is a linear function
 of the image features plus their inner product with a learned class
 embedding) or by one-hot class maps concatenated to the image channels.
+
+With a `class_prior` the model is self-conditioned (Liu et al., 2020): the
+classes are clusters of the training images (`pipelines.gan.pseudo_labels`),
+the discriminator judges (image, cluster) as above, and the generator takes
+the latent vector alone and reads its cluster from the latent's first entry
+(`LatentCluster`), so each cluster is drawn as often as the training images
+hold it. Outside training such a generator is an unconditional one.
 """
 
 import math
+import statistics
 
 import keras
 import tensorflow as tf
@@ -47,8 +55,49 @@ def _upsampling_steps(image_size):
     return int(math.log2(image_size // _base_size(image_size)))
 
 
+def prior_thresholds(prior):
+    """Standard-normal quantiles at the cumulative shares of `prior` (all but the last): the cluster boundaries."""
+    total = float(sum(prior))
+    if len(prior) < 2 or min(prior) < 0 or total <= 0:
+        raise ValueError(f"A cluster prior needs two or more non-negative shares with a positive sum, not {prior}.")
+    cumulative, thresholds = 0.0, []
+    for share in prior[:-1]:
+        cumulative += share / total
+        thresholds.append(statistics.NormalDist().inv_cdf(min(max(cumulative, 1e-12), 1.0 - 1e-12)))
+    return thresholds
+
+
+def latent_cluster_ids(latent, thresholds):
+    """Cluster ids [N] int32 of latent vectors [N, D]: how many thresholds their first entry exceeds.
+
+    For latent ~ N(0, I) and `thresholds = prior_thresholds(prior)`, id k comes with probability prior[k].
+    """
+    first = keras.ops.cast(latent[:, :1], "float32")
+    above = keras.ops.greater(first, keras.ops.convert_to_tensor([thresholds], dtype="float32"))
+    return keras.ops.sum(keras.ops.cast(above, "int32"), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="tf_models")
+class LatentCluster(keras.layers.Layer):
+    """Latent vectors [N, D] -> the cluster ids [N] they stand for under `prior` (`latent_cluster_ids`)."""
+
+    def __init__(self, prior, **kwargs):
+        super().__init__(**kwargs)
+        self.prior = [float(share) for share in prior]
+        self.thresholds = prior_thresholds(self.prior)
+
+    def call(self, latent):
+        return latent_cluster_ids(latent, self.thresholds)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],)
+
+    def get_config(self):
+        return {**super().get_config(), "prior": self.prior}
+
+
 def build_generator(image_size=28, channels=1, latent_dim=100, filters=64, name="generator", num_classes=0,
-                    embedding_dim=50):
+                    embedding_dim=50, class_prior=()):
     """Latent vector (and, with `num_classes` > 0, class id) -> image in [-1, 1].
 
     The first transposed convolution turns the latent vector (as a 1x1 map)
@@ -57,13 +106,19 @@ def build_generator(image_size=28, channels=1, latent_dim=100, filters=64, name=
     output layer. For 64 px, latent 100 and filters 32 this is the five-layer
     generator 1 -> 4 -> 8 -> 16 -> 32 -> 64 with 256, 128, 64, 32 filters.
     A conditional generator concatenates an `embedding_dim` class embedding
-    to the latent vector before the first layer.
+    to the latent vector before the first layer. With a `class_prior` (one
+    share per class) the class is not an input but the latent's cluster
+    (`LatentCluster`).
     """
     base = _base_size(image_size)
     steps = _upsampling_steps(image_size)
     latent = keras.Input(shape=(latent_dim,), name=LATENT_INPUT)
     inputs, x = latent, latent
-    if num_classes:
+    if class_prior:
+        class_id = LatentCluster(class_prior, dtype="float32", name="latent_cluster")(latent)
+        embedding = keras.layers.Embedding(len(class_prior), embedding_dim, name="cluster_embedding")(class_id)
+        x = keras.layers.Concatenate()([latent, embedding])
+    elif num_classes:
         class_id = keras.Input(shape=(), dtype="int32", name=CLASS_INPUT)
         embedding = keras.layers.Embedding(num_classes, embedding_dim, name="class_embedding")(class_id)
         inputs = [latent, class_id]
@@ -127,10 +182,11 @@ def build_discriminator(image_size=28, channels=1, filters=64, name="discriminat
 
 
 def build_networks(architecture, image_size, channels, latent_dim, generator_filters, discriminator_filters,
-                   num_classes=0, conditioning="projection", embedding_dim=50):
+                   num_classes=0, conditioning="projection", embedding_dim=50, class_prior=()):
     """(generator, discriminator) of `architecture`: `dcgan` (above) or `tutorial` (TF tutorial, 28x28x1)."""
     generator = build_architecture_generator(architecture, image_size, channels, latent_dim, generator_filters,
-                                             num_classes=num_classes, embedding_dim=embedding_dim)
+                                             num_classes=num_classes, embedding_dim=embedding_dim,
+                                             class_prior=class_prior)
     if architecture == "tutorial":
         return generator, tutorial_dcgan.build_discriminator()
     return generator, build_discriminator(image_size, channels, discriminator_filters, num_classes=num_classes,
@@ -138,11 +194,11 @@ def build_networks(architecture, image_size, channels, latent_dim, generator_fil
 
 
 def build_architecture_generator(architecture, image_size, channels, latent_dim, filters, name_prefix="",
-                                 num_classes=0, embedding_dim=50):
+                                 num_classes=0, embedding_dim=50, class_prior=()):
     """The generator of `architecture` (see `build_networks`), its name prefixed with `name_prefix`."""
     if architecture == "dcgan":
         return build_generator(image_size, channels, latent_dim, filters, name=f"{name_prefix}generator",
-                               num_classes=num_classes, embedding_dim=embedding_dim)
+                               num_classes=num_classes, embedding_dim=embedding_dim, class_prior=class_prior)
     if architecture == "tutorial":
         if num_classes:
             raise ValueError("The tutorial architecture is unconditional; use --architecture dcgan with "
@@ -215,6 +271,10 @@ class DCGAN(adversarial.AdversarialModel):
         class_names: the names of the `num_classes` classes, in label order
             (kept with the model, so a saved model can be asked for a class
             by name); empty: none.
+        class_prior: empty, or one share per class (`num_classes` of them):
+            the model is then self-conditioned (see the module docstring);
+            it trains on (image, cluster id) batches, and its generator takes
+            the latent vector alone.
 
     Example:
 
@@ -248,11 +308,14 @@ class DCGAN(adversarial.AdversarialModel):
         conditioning="projection",
         embedding_dim=50,
         class_names=(),
+        class_prior=(),
         **kwargs,
     ):
         super().__init__(**kwargs)
         if class_names and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names for {num_classes} classes; give one name per class.")
+        if class_prior and len(class_prior) != num_classes:
+            raise ValueError(f"{len(class_prior)} cluster shares for {num_classes} classes; give one per class.")
         self.image_size = image_size
         self.channels = channels
         self.latent_dim = latent_dim
@@ -265,13 +328,15 @@ class DCGAN(adversarial.AdversarialModel):
         self.conditioning = conditioning
         self.embedding_dim = embedding_dim
         self.class_names = tuple(class_names)
+        self.class_prior = tuple(float(share) for share in class_prior)
+        self.cluster_thresholds = prior_thresholds(self.class_prior) if self.class_prior else None
         self.generator, self.discriminator = build_networks(
             architecture, image_size, channels, latent_dim, generator_filters, discriminator_filters,
-            num_classes, conditioning, embedding_dim,
+            num_classes, conditioning, embedding_dim, self.class_prior,
         )
         self.init_average_generator(ema_decay, lambda: build_architecture_generator(
             architecture, image_size, channels, latent_dim, generator_filters, name_prefix="average_",
-            num_classes=num_classes, embedding_dim=embedding_dim,
+            num_classes=num_classes, embedding_dim=embedding_dim, class_prior=self.class_prior,
         ))
         self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
         self.generator_loss_tracker = keras.metrics.Mean(name="generator_loss")
@@ -296,6 +361,7 @@ class DCGAN(adversarial.AdversarialModel):
             conditioning=self.conditioning,
             embedding_dim=self.embedding_dim,
             class_names=list(self.class_names),
+            class_prior=list(self.class_prior),
         )
         return config
 
@@ -335,6 +401,8 @@ class DCGAN(adversarial.AdversarialModel):
     def generate(self, count, seed=None, class_ids=None):
         """`count` images in [-1, 1] from fresh noise; conditional: of `class_ids` (default: every class in turn)."""
         latent = keras.random.normal((count, self.latent_dim), seed=seed)
+        if self.class_prior:
+            return self.sampling_generator(latent, training=False)
         if self.num_classes and class_ids is None:
             class_ids = balanced_class_ids(count, self.num_classes)
         return self.sampling_generator(generator_inputs(self.sampling_generator, latent, class_ids), training=False)
@@ -364,7 +432,10 @@ class DCGAN(adversarial.AdversarialModel):
         real_images, real_labels = self._split_batch(data)
         batch_size = tf.shape(real_images)[0]
         latent = self.sample_replica_latent(batch_size)
-        fake_labels = self.sample_replica_class_ids(batch_size) if self.num_classes else None
+        if self.class_prior:
+            fake_labels = latent_cluster_ids(latent, self.cluster_thresholds)
+        else:
+            fake_labels = self.sample_replica_class_ids(batch_size) if self.num_classes else None
 
         with tf.GradientTape() as generator_tape:
             fake_images = self.generator(generator_inputs(self.generator, latent, fake_labels), training=True)

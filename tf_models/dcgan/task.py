@@ -43,6 +43,9 @@ class DCGANConfig(config_lib.TrainConfig):
                                              "projection (Miyato & Koyama, 2018) or concat (one-hot class maps)")
     class_names: str = option("", "with --conditional: the classes, comma-separated, in label order; "
                                   "empty reads them from the data")
+    pseudo_classes: int = option(0, "self-conditioned (Liu et al., 2020): group the training images into N "
+                                    "clusters by k-means, the discriminator judges (image, cluster), the generator "
+                                    "draws its cluster from the latent; reads no labels (0: off)")
 
 
 _FASHION_64 = dict(image_size=64, channels=1, latent_dim=100, generator_filters=32, discriminator_filters=32,
@@ -108,6 +111,12 @@ def _check_conditional(config):
     if config.conditional and (config.architecture != "dcgan" or config.train_step != "dcgan"):
         raise ValueError("--conditional trains the project's networks and step: use --architecture dcgan "
                          "--train-step dcgan (the tutorial's are unconditional).")
+    if config.pseudo_classes < 0 or config.pseudo_classes == 1:
+        raise ValueError(f"--pseudo-classes {config.pseudo_classes}: give 0 (off) or 2 or more clusters.")
+    if config.pseudo_classes and (config.conditional or config.architecture != "dcgan"
+                                  or config.train_step != "dcgan"):
+        raise ValueError("--pseudo-classes trains the project's unconditional networks and step on clusters of "
+                         "the images: leave out --conditional, use --architecture dcgan --train-step dcgan.")
 
 
 def _check_train_step(config):
@@ -154,6 +163,7 @@ class DCGANTask(runner.Task):
             seed=config.seed,
             tfds_data_dir=config.tfds_data_dir or None,
             labels=config.conditional,
+            pseudo_classes=config.pseudo_classes,
         )
 
     def build_model(self, config, data):
@@ -164,6 +174,7 @@ class DCGANTask(runner.Task):
             model = tutorial_dcgan.TutorialGAN(latent_dim=config.latent_dim)
             model.compile(keras.optimizers.Adam(beta_1=config.beta_1), keras.optimizers.Adam(beta_1=config.beta_1))
             return self._finish_model(model, config)
+        class_prior = (data or self.build_data(config)).class_prior if config.pseudo_classes else ()
         model = dcgan.DCGAN(
             image_size=config.image_size,
             channels=config.channels,
@@ -174,9 +185,10 @@ class DCGANTask(runner.Task):
             seed=config.seed,
             architecture=config.architecture,
             ema_decay=config.ema_decay,
-            num_classes=len(class_names(config)),
+            num_classes=len(class_prior) or len(class_names(config)),
             class_names=class_names(config),
             conditioning=config.conditioning,
+            class_prior=class_prior,
         )
         model.compile(
             generator_optimizer=keras.optimizers.Adam(beta_1=config.beta_1),
