@@ -294,6 +294,26 @@ class PneumoniaData:
     skipped: list
 
 
+def mixup(images, labels, weights, alpha, seed=None):
+    """Mixup (Zhang et al., 2018) of a batch with itself reversed: each example becomes
+    lam * its own + (1 - lam) * its mirror partner's image, label and weight, lam ~ Beta(alpha, alpha).
+
+    Labels and weights are float [B, 1] and [B]; the partner of example i is
+    example B - 1 - i, a random one since the batch is shuffled.
+    """
+    if alpha <= 0:
+        return images, labels, weights
+    first = tf.random.gamma([tf.shape(images)[0]], alpha, seed=seed)
+    second = tf.random.gamma([tf.shape(images)[0]], alpha, seed=None if seed is None else seed + 1)
+    share = first / tf.maximum(first + second, 1e-12)
+
+    def mixed(values):
+        weight = tf.reshape(tf.cast(share, values.dtype), [-1] + [1] * (len(values.shape) - 1))
+        return weight * values + (1.0 - weight) * tf.reverse(values, axis=[0])
+
+    return mixed(images), mixed(labels), mixed(weights)
+
+
 def class_counts(labels):
     labels = np.asarray(labels, dtype=np.int64)
     return {name: int(np.sum(labels == index)) for index, name in enumerate(PNEUMONIA_CLASSES)}
@@ -301,7 +321,7 @@ def class_counts(labels):
 
 def build_pneumonia_data(
     root, image_size, batch_size, validation_fraction=0.1, seed=0, augment=True, hflip=False, shuffle_buffer=10_000,
-    augment_ranges=None,
+    augment_ranges=None, mixup_alpha=0.0,
 ):
     """Training batches (image, label, class weight) and validation batches (image, label).
 
@@ -309,7 +329,10 @@ def build_pneumonia_data(
     [B, 1] (1 = PNEUMONIA). `make_dataset(epoch)` is endless and a function of
     (seed, epoch): shuffling and augmentation are seeded per epoch. `augment_ranges`
     overrides `xray_augmentation`'s ranges (rotation, zoom, shift, brightness, contrast).
+    `mixup_alpha` > 0 mixes each training batch after augmentation (`mixup`): labels become soft.
     """
+    if mixup_alpha < 0:
+        raise ValueError(f"--mixup must be 0 (off) or more, got {mixup_alpha}.")
     splits, skipped = pneumonia_file_splits(root, validation_fraction, seed, splits=("train", "validation"))
     (train_paths, train_labels), (validation_paths, validation_labels) = splits["train"], splits["validation"]
     if len(train_paths) < batch_size:
@@ -328,7 +351,8 @@ def build_pneumonia_data(
             image = tf.cast(image, tf.float32)
             if augmentation is not None:
                 image = tf.clip_by_value(augmentation(image, training=True), 0.0, 255.0)
-            return image, label[:, None], tf.gather(weight_table, tf.cast(label, tf.int32))
+            weight = tf.gather(weight_table, tf.cast(label, tf.int32))
+            return mixup(image, tf.cast(label[:, None], tf.float32), weight, mixup_alpha, seed * 1000 + epoch + 11)
 
         return (
             train.shuffle(min(shuffle_buffer, len(train_paths)), seed=seed + epoch, reshuffle_each_iteration=True)

@@ -363,3 +363,29 @@ def test_cosine_decay_is_refused_beside_the_plateau_schedule():
     config = pneumonia_task.PneumoniaConfig(cosine_decay=True)
     with pytest.raises(ValueError, match="ReduceLROnPlateau"):
         pneumonia_task.PneumoniaTask().build_data(config)
+
+
+def test_mixup_blends_image_label_and_weight_with_one_share_per_example():
+    labels = tf.constant([[1.0], [0.0], [1.0], [0.0], [0.0], [1.0]])
+    images = tf.reshape(labels, [6, 1, 1, 1]) * tf.ones([6, 4, 4, 1]) * 255.0
+    weights = tf.reshape(labels, [6]) * 2.0 + 0.5
+    mixed_images, mixed_labels, mixed_weights = classification.mixup(images, labels, weights, 0.4, seed=3)
+    mixed_labels = np.asarray(mixed_labels)
+    np.testing.assert_allclose(np.asarray(mixed_images)[:, :, :, 0], np.broadcast_to(mixed_labels[:, :, None] * 255.0,
+                                                                                    (6, 4, 4)), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(mixed_weights), mixed_labels[:, 0] * 2.0 + 0.5, rtol=1e-5)
+    assert np.all((mixed_labels >= 0) & (mixed_labels <= 1)) and len(np.unique(mixed_labels.round(4))) > 2
+    unchanged = classification.mixup(images, labels, weights, 0.0)
+    for before, after in zip((images, labels, weights), unchanged):
+        np.testing.assert_array_equal(np.asarray(before), np.asarray(after))
+
+
+def test_mixup_flag_gives_soft_training_labels_and_hard_validation_labels(tmp_path):
+    root = write_kermany(tmp_path / "xray")
+    data = classification.build_pneumonia_data(root, 32, 8, validation_fraction=0.25, seed=0, mixup_alpha=0.4)
+    _, labels, _ = next(iter(data.make_dataset(0)))
+    assert np.any((np.asarray(labels) > 0.01) & (np.asarray(labels) < 0.99))
+    for _, validation_labels in data.validation_dataset:
+        assert set(np.unique(np.asarray(validation_labels))) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="--mixup"):
+        classification.build_pneumonia_data(root, 32, 8, validation_fraction=0.25, mixup_alpha=-1.0)

@@ -55,6 +55,8 @@ class PneumoniaConfig(config_lib.TrainConfig):
     gamma: float = option(0.0, "augmentation: random gamma curve between 1/(1+G) and 1+G (0: none); moves the "
                                "background against the lungs, which per-image standardization keeps")
     hflip: bool = option(False, "also flip horizontally (off: the heart is on the left)")
+    mixup: float = option(0.0, "mixup (Zhang et al., 2018): train on blends of two films and of their labels, "
+                               "share ~ Beta(A, A) (0: off; 0.2 is usual)")
     class_weighting: bool = option(True, "weight the loss by inverse class frequency of the training split")
     patience: int = option(5, "epochs without a better val_auc before early stopping")
     threshold_policy: str = option("youden", "threshold chosen on validation: youden, accuracy, "
@@ -100,6 +102,7 @@ def build_data(config):
         augment_ranges=dict(rotation=config.rotation, zoom=config.zoom, aspect_zoom=config.aspect_zoom,
                             shift=config.shift, brightness=config.brightness, contrast=config.contrast,
                             blur=config.blur, gamma=config.gamma),
+        mixup_alpha=config.mixup,
     )
 
 
