@@ -257,7 +257,8 @@ def _load_members(member_runs, logs_root, models_root):
         values = {member_run: config[field] for member_run, config in zip(member_runs, configs)}
         if len(set(map(str, values.values()))) > 1:
             raise ValueError(f"Ensemble members differ in {field}: {values}; they must share "
-                             f"{', '.join(ENSEMBLE_SHARED_FIELDS)}.")
+                             f"{', '.join(ENSEMBLE_SHARED_FIELDS)} (the seed and fraction draw the validation "
+                             "split that chooses the ensemble's temperature and threshold).")
     clock = {"seconds": None if untimed else seconds, "steps": None if untimed else steps,
              "members": list(member_runs), "members_without_clock": untimed}
     return members, configs, clock
