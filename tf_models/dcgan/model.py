@@ -329,7 +329,6 @@ class DCGAN(adversarial.AdversarialModel):
         self.embedding_dim = embedding_dim
         self.class_names = tuple(class_names)
         self.class_prior = tuple(float(share) for share in class_prior)
-        self.cluster_thresholds = prior_thresholds(self.class_prior) if self.class_prior else None
         self.generator, self.discriminator = build_networks(
             architecture, image_size, channels, latent_dim, generator_filters, discriminator_filters,
             num_classes, conditioning, embedding_dim, self.class_prior,
@@ -433,7 +432,7 @@ class DCGAN(adversarial.AdversarialModel):
         batch_size = tf.shape(real_images)[0]
         latent = self.sample_replica_latent(batch_size)
         if self.class_prior:
-            fake_labels = latent_cluster_ids(latent, self.cluster_thresholds)
+            fake_labels = self.generator.get_layer("latent_cluster")(latent)
         else:
             fake_labels = self.sample_replica_class_ids(batch_size) if self.num_classes else None
 
