@@ -13,7 +13,6 @@ the threshold is the one stored there too, unless --threshold is given.
 import argparse
 import sys
 
-import tf_models  # noqa: F401  (first: it chooses TensorFlow's CPU kernels before TensorFlow loads)
 import keras
 import tensorflow as tf
 

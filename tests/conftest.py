@@ -7,7 +7,6 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tf_models  # noqa: E402,F401  (before TensorFlow loads: its CPU kernels, as every script gets them)
 import imageio.v3 as iio  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -37,26 +37,3 @@ def test_a_cpu_only_start_has_no_error_level_line():
     assert started.returncode == 0, started.stderr
     assert "physical_device:CPU:0" in started.stdout
     assert [line for line in started.stderr.splitlines() if line.startswith("E0")] == []
-
-
-def onednn_state(program_prefix, **environment_changes):
-    """(TF_ENABLE_ONEDNN_OPTS as a fresh process sees it, whether TensorFlow's oneDNN kernels are on)."""
-    environment = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
-    environment.update(environment_changes, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO_ROOT))
-    program = (f"{program_prefix}; import os; from tensorflow.python.util import _pywrap_util_port as port; "
-               "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), port.IsMklEnabled())")
-    started = subprocess.run([sys.executable, "-c", program], env=environment, capture_output=True, text=True,
-                             timeout=300)
-    assert started.returncode == 0, started.stderr
-    return started.stdout.split()[-2:]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("first_import", ["import tf_models", "import pipelines"])
-def test_importing_the_project_first_turns_onednn_on(first_import):
-    assert onednn_state(first_import) == ["1", "True"]
-
-
-@pytest.mark.slow
-def test_a_user_setting_of_onednn_is_kept():
-    assert onednn_state("import tf_models", TF_ENABLE_ONEDNN_OPTS="0") == ["0", "False"]
