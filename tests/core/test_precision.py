@@ -143,3 +143,19 @@ def test_a_mixed_bfloat16_run_exports_float32_files_that_tflite_converts(tmp_pat
         saved = keras.saving.load_model(result.paths.keras_file, compile=False)
     for exported, trained in zip(saved.get_weights(), result.model.get_weights()):
         np.testing.assert_array_equal(exported, trained)
+
+
+@pytest.mark.parametrize("name, features, accelerators, warned", [
+    ("mixed_bfloat16", ["sse4_2", "fma", "avx", "avx2"], [], True),
+    ("mixed_bfloat16", ["avx", "avx2", "avx512f", "avx512_bf16"], [], False),
+    ("mixed_bfloat16", ["avx", "avx2", "amx_bf16", "amx_tile"], [], False),
+    ("mixed_bfloat16", ["sse4_2", "avx", "avx2"], ["/device:GPU:0"], False),
+    ("mixed_bfloat16", ["asimd", "sve"], [], False),
+    ("float32", ["avx", "avx2"], [], False),
+    ("mixed_float16", ["avx", "avx2"], [], False),
+])
+def test_bfloat16_on_a_cpu_without_bfloat16_instructions_is_warned(name, features, accelerators, warned):
+    warning = precision.emulation_warning(name, features, accelerators)
+    assert (warning is not None) == warned
+    if warned:
+        assert "--precision float32" in warning

@@ -11,6 +11,8 @@ import keras
 import tensorflow as tf
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+# x86 CPU flags (as /proc/cpuinfo spells them) of bfloat16 instructions that oneDNN's bfloat16 kernels use.
+BFLOAT16_CPU_FEATURES = ("avx512_bf16", "amx_bf16")
 
 
 def set_policy(name="float32"):
@@ -18,6 +20,20 @@ def set_policy(name="float32"):
         raise ValueError(f"Unknown precision {name!r}; choose one of {', '.join(POLICIES)}.")
     keras.mixed_precision.set_global_policy(name)
     return keras.mixed_precision.global_policy()
+
+
+def emulation_warning(name, cpu_features, accelerators=()):
+    """Why `name` would train slowly on this machine, or None.
+
+    `mixed_bfloat16` on an x86 CPU without bfloat16 instructions (and no GPU or
+    TPU) runs emulated bfloat16 kernels, many times slower than float32.
+    """
+    if name != "mixed_bfloat16" or accelerators or "avx" not in cpu_features:
+        return None
+    if set(BFLOAT16_CPU_FEATURES) & set(cpu_features):
+        return None
+    return ("--precision mixed_bfloat16 on a CPU without AVX-512 BF16 or AMX: TensorFlow emulates bfloat16 there, "
+            "many times slower than float32; prefer --precision float32 (docs/benchmarks.md).")
 
 
 @contextlib.contextmanager

@@ -15,12 +15,14 @@ import tempfile
 import threading
 
 import keras
+import tensorflow as tf
 
 from tf_models.core import callbacks as callbacks_lib
 from tf_models.core import checkpoints, faults, loop, precision, provenance, runs
 from tf_models.core import config as config_lib
 from tf_models.core import formats as formats_lib
 from tf_models.core import strategy as strategy_lib
+from tf_models.tools import machine
 
 
 class Task:
@@ -210,6 +212,10 @@ def train(task, config, verbose=None, command=None):
 def _train(task, config, strategy, chief, paths, checkpoint_dir, verbose):
     runs.set_seed(config.seed)
     precision.set_policy(config.precision)
+    accelerators = tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices("TPU")
+    warning = precision.emulation_warning(config.precision, machine.cpu_features(), accelerators)
+    if warning and chief:
+        print(f"warning: {warning}", file=sys.stderr)
     data = task.build_data(config)
     with strategy.scope():
         model = task.build_model(config, data)
