@@ -127,7 +127,8 @@ def test_a_mixed_float16_model_exports_float32_at_the_boundary(tmp_path):
     assert enhanced.dtype == tf.float32 and np.isfinite(enhanced.numpy()).all()
 
 
-def test_a_mixed_bfloat16_run_exports_float32_files_that_tflite_converts(tmp_path):
+def test_a_mixed_bfloat16_run_exports_float32_files_that_tflite_converts(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runner.machine, "cpu_features", lambda: ["sse4_2", "fma", "avx", "avx2"])
     config = config_lib.make_config(
         pix2pix_task.Pix2PixConfig, pix2pix_task.PRESETS, preset="tiny", data=str(shared_dataset("mammography")),
         precision="mixed_bfloat16", run_name="bf16", logs_root=str(tmp_path / "logs"),
@@ -135,6 +136,8 @@ def test_a_mixed_bfloat16_run_exports_float32_files_that_tflite_converts(tmp_pat
     )
     result = runner.train(pix2pix_task.Pix2PixTask(), config, verbose=0)
     assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    if not tf.config.list_logical_devices("GPU"):
+        assert "warning: --precision mixed_bfloat16 on a CPU without AVX-512 BF16" in capsys.readouterr().err
     report = json.loads(result.paths.model_dir.joinpath("export_formats.json").read_text())
     tflite = report["formats"]["tflite"]
     assert tflite["op_profile"]["ops"]["CONV_2D"]["dtypes"] == ["FLOAT32"]
