@@ -234,6 +234,8 @@ def _race_recipe(label, preset, name, overrides, minutes, interval_minutes, scor
     curve, reached = state["curve"], state["reached"]
     while state["budget_minutes"] < minutes and len(reached) < len(targets):
         state["budget_minutes"] = min(state["budget_minutes"] + interval_minutes, minutes)
+        if curve and curve[-1]["training_minutes"] >= state["budget_minutes"]:
+            continue  # the last chunk's final step ran past this budget too: nothing left to train in it
         run = train_run(label, preset, f"{name}-{label}", overrides, state["budget_minutes"] * 60.0, 0)
         result = gan_evaluation.compare(run.generator, scorer, real, num_classes, samples, batch_size)
         clock = _clock(run.paths)
