@@ -280,6 +280,25 @@ def load(data, split="train", channels=None, tfds_data_dir=None):
     return LAYOUTS[layout][1](pathlib.Path(data), split, channels)
 
 
+def sample(split, count, seed=0):
+    """`count` examples of `split` drawn without replacement by a seeded permutation, kept in their order.
+
+    The whole split when `count` is at least its size.
+    """
+    if count >= split.num_examples:
+        return split
+    chosen = np.sort(np.random.default_rng(seed).permutation(split.num_examples)[:count])
+    keep = np.zeros(split.num_examples, bool)
+    keep[chosen] = True
+    keep = tf.constant(keep)
+    dataset = split.dataset.enumerate().filter(lambda index, example: keep[index]).map(lambda index, example: example)
+    return dataclasses.replace(
+        split, dataset=dataset, num_examples=count,
+        paths=tuple(split.paths[index] for index in chosen) if split.paths else (),
+        description=f"{split.description}, {count} drawn at random (seed {seed})",
+    )
+
+
 def _pick_split(split, indices, name):
     if split not in indices:
         raise ValueError(f"{name} has the splits {', '.join(indices)}, not {split!r}.")

@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 
+from pipelines import sources
 from tf_models.core import config as config_lib
 from tf_models.core import runner
 from tf_models.dcgan import task as dcgan_task
@@ -93,3 +94,29 @@ def test_truncation_is_scored_apart(trained):
     assert truncated["truncation"] == 0.5
     refused = evaluate(trained, "--evaluator", "digits28", "--truncation", "-2")
     assert refused.returncode != 0 and "--truncation" in refused.stderr
+
+
+def test_real_training_images_as_many_as_the_test_split():
+    test = gan_evaluation.real_images("digits", 1)
+    train = gan_evaluation.real_images("digits", 1, real_split="train")
+    assert train.num_examples == test.num_examples == 360
+    all_train = np.stack([image.numpy() for image, _ in sources.load("digits", "train").dataset])
+    drawn = np.stack([image.numpy() for image, _ in train.dataset])
+    assert len(drawn) == 360
+    assert all((all_train == image).all(axis=(1, 2, 3)).any() for image in drawn[:20])
+    with pytest.raises(ValueError, match="--real-split"):
+        gan_evaluation.real_images("digits", 1, real_split="validation")
+
+
+def test_scores_against_training_images_go_to_their_own_folder(trained):
+    run_dir = trained / "logs" / "dcgan" / "gan"
+    result = evaluate(trained, "--evaluator", "digits28", "--samples", "100", "--batch-size", "50")
+    assert result.returncode == 0, result.stderr[-2000:]
+    on_test = (run_dir / "evaluation" / "metrics.json").read_text()
+    result = evaluate(trained, "--evaluator", "digits28", "--samples", "100", "--batch-size", "50",
+                      "--real-split", "train")
+    assert result.returncode == 0, result.stderr[-2000:]
+    on_train = json.loads((run_dir / "evaluation-train" / "metrics.json").read_text())
+    assert on_train["real_split"] == "train" and on_train["samples"] == 100
+    assert on_train["real"]["fcd"] != json.loads(on_test)["real"]["fcd"]
+    assert (run_dir / "evaluation" / "metrics.json").read_text() == on_test

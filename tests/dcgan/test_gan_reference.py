@@ -19,6 +19,15 @@ def test_variants_parse_and_bad_ones_are_refused():
             gan_reference.parse_variant(text)
 
 
+def test_the_train_variant_is_left_out_when_the_halves_are_training_images():
+    assert "train" in gan_reference.default_variants("test")
+    assert gan_reference.default_variants("train") == [
+        variant for variant in gan_reference.DEFAULT_VARIANTS if variant != "train"]
+    assert set(gan_reference.check_variants(["real", "train"], "test")) == {"real", "train"}
+    with pytest.raises(ValueError, match="leave out the train variant"):
+        gan_reference.check_variants(["real", "train"], "train")
+
+
 def test_degradations_do_what_they_say():
     images = np.full((2, 9, 9, 1), -1.0, np.float32)
     images[:, 4, 4] = 1.0
@@ -52,6 +61,18 @@ def test_reference_scores_grow_with_the_damage(tmp_path):
     assert variants["noise:0.5"]["kid"] > variants["real"]["kid"]
     assert all(np.isfinite(value) for row in variants.values() for value in row.values())
     assert "| noise:0.5 |" in result.stdout
+
+    on_train = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "evaluate.py"), "--task", "gan-reference", "--evaluator",
+         "digits28", "--data", "digits", "--image-size", "28", "--real-split", "train", "--samples", "150",
+         "--logs-root", str(tmp_path / "logs"), "--models-root", str(tmp_path / "models")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert on_train.returncode == 0, on_train.stderr[-2000:]
+    train_scores = json.loads((tmp_path / "logs" / "gan_reference" / "digits28-train" / "metrics.json").read_text())
+    assert train_scores["real_split"] == "train"
+    assert set(train_scores["variants"]) == set(gan_reference.DEFAULT_VARIANTS) - {"train"}
+    assert train_scores["variants"]["real"]["fcd"] != variants["real"]["fcd"]
 
 
 def test_the_table_gives_distances_as_differences_from_the_real_row():

@@ -73,6 +73,20 @@ def test_class_folders_with_splits(class_folders):
     assert image.shape == (20, 24, 3)
 
 
+def test_a_sample_is_a_seeded_ordered_subset_with_its_paths(class_folders):
+    train = sources.load(str(class_folders), "train")
+    every_image = [image.numpy() for image, _ in train.dataset]
+    sample = sources.sample(train, 5, seed=3)
+    chosen = [image.numpy() for image, _ in sample.dataset]
+    assert sample.num_examples == len(chosen) == 5 and len(sample.paths) == 5
+    positions = [train.paths.index(path) for path in sample.paths]
+    assert positions == sorted(positions)
+    for position, image in zip(positions, chosen):
+        np.testing.assert_array_equal(image, every_image[position])
+    assert sample.paths == sources.sample(train, 5, seed=3).paths != sources.sample(train, 5, seed=4).paths
+    assert sources.sample(train, 12) is train
+
+
 def test_flat_class_folders_are_the_train_split(tmp_path):
     write_class_folders(tmp_path, classes=("a", "b", "c"), per_class=2, channels=1, extension=".jpg")
     split = sources.load(str(tmp_path), channels=1)

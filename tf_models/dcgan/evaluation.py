@@ -27,6 +27,14 @@ ceiling is the evaluator's own test accuracy.
 `--data DIR` scores the run against DIR's test split instead of its own
 data's (an external test set) and writes `evaluation-<DIR's name>/`; the
 run's own `evaluation/` and every other file of the run stay as they are.
+
+`--real-split train` compares with as many training images as the test
+split holds, drawn at random (seeded), in place of the test split, and
+writes `evaluation-train/`: choose between runs or settings on these scores
+and keep the test split for reporting the chosen one. (The generator learnt
+from the training images, so its distances to them are not a held-out
+measure; `evaluate.py --task gan-reference --real-split train` gives the
+yardstick rows on the same images.)
 """
 
 import json
@@ -42,6 +50,7 @@ from tf_models.dcgan import task as dcgan_task
 from tf_models import metrics
 from tf_models.core import runs
 
+REAL_SPLITS = ("test", "train")
 SCORE_KEYS = ("realism", "distinct_fraction", "class_entropy", "inception_score", "fcd", "kid")
 # Distances are 0 for identical sets and near 0 (KID: even negative) for two real halves: read them as a difference.
 DISTANCE_KEYS = ("fcd", "kid")
@@ -57,8 +66,15 @@ def add_arguments(parser):
                         help="sample latents from a normal truncated at +-T (0: the generator's own normal)")
     parser.add_argument("--data", help="real data whose test split the run is scored against (default: the run's "
                                          "own --data); another folder writes evaluation-<its name>/")
+    add_real_split_argument(parser)
     parser.add_argument("--logs-root", default="logs")
     parser.add_argument("--models-root", default="saved_models")
+
+
+def add_real_split_argument(parser):
+    parser.add_argument("--real-split", choices=REAL_SPLITS, default="test",
+                        help="real images to compare with: the test split (to report), or as many training images "
+                             "drawn at random (to choose settings on, keeping the test split for the report)")
 
 
 def load_scorer(models_root, evaluator_name, image_size, channels, data):
@@ -74,9 +90,20 @@ def scorer_outputs(scorer, image_batches):
     return np.concatenate(features), np.concatenate(probabilities)
 
 
-def real_outputs(scorer, data, image_size, channels, batch_size, tfds_data_dir=None):
-    """Features and probabilities of the source's held-out (test) images."""
-    split = sources.load(data, "test", channels=channels, tfds_data_dir=tfds_data_dir)
+def real_images(data, channels, real_split="test", tfds_data_dir=None, seed=0):
+    """The real images scores compare with: the test split, or as many training images drawn at random."""
+    if real_split not in REAL_SPLITS:
+        raise ValueError(f"--real-split must be one of {', '.join(REAL_SPLITS)}, got {real_split!r}.")
+    test = sources.load(data, "test", channels=channels, tfds_data_dir=tfds_data_dir)
+    if real_split == "test":
+        return test
+    train = sources.load(data, "train", channels=channels, tfds_data_dir=tfds_data_dir)
+    return sources.sample(train, test.num_examples, seed)
+
+
+def real_outputs(scorer, data, image_size, channels, batch_size, tfds_data_dir=None, real_split="test"):
+    """Features and probabilities of the real images of `real_images` (by default the test split)."""
+    split = real_images(data, channels, real_split, tfds_data_dir)
     batches = classification.batch_split(split, image_size, channels, batch_size)
     return scorer_outputs(scorer, (images for images, _ in batches))
 
@@ -192,11 +219,14 @@ def load_run_generator(paths):
     return dcgan_task.restore_from_checkpoint(paths).sampling_generator
 
 
-def output_folder_name(run_data, data, truncation=0.0):
-    """`evaluation`, or `evaluation-<name>` for data other than the run's own, with `-truncation-T` if truncated."""
+def output_folder_name(run_data, data, truncation=0.0, real_split="test"):
+    """`evaluation`, or `evaluation-<name>` for data other than the run's own, with `-train` when compared with
+    training images and `-truncation-T` if truncated."""
     name = "evaluation"
     if data != run_data:
         name += "-" + "".join(c if c.isalnum() or c in "._" else "-" for c in evaluator_lib.dataset_id(data))
+    if real_split != "test":
+        name += f"-{real_split}"
     return name + (f"-truncation-{truncation:g}" if truncation else "")
 
 
@@ -210,16 +240,17 @@ def evaluate(args):
     scorer, card = load_scorer(args.models_root, args.evaluator, config["image_size"], config["channels"],
                                config["data"])
     real = real_outputs(scorer, data, config["image_size"], config["channels"], args.batch_size,
-                        config.get("tfds_data_dir") or None)
+                        config.get("tfds_data_dir") or None, args.real_split)
     result = compare(load_run_generator(paths), scorer, real, len(card["class_names"]), args.samples,
                      args.batch_size, args.seed, args.truncation)
-    result.update(run=args.run, evaluator=args.evaluator, evaluator_test_accuracy=card["test_accuracy"], data=data)
+    result.update(run=args.run, evaluator=args.evaluator, evaluator_test_accuracy=card["test_accuracy"], data=data,
+                  real_split=args.real_split)
     names = dcgan_task.class_names(config)
     if names:
         result["class_names"] = list(names)
-    output_dir = paths.log_dir / output_folder_name(config["data"], data, args.truncation)
+    output_dir = paths.log_dir / output_folder_name(config["data"], data, args.truncation, args.real_split)
     written = [runs.write_json(output_dir / "metrics.json", result),
                runs.atomic_write_text(output_dir / "metrics.md", table(result, names) + "\n")]
-    print(f"{result['samples']} generated vs {result['samples']} real held-out images of {data} "
+    print(f"{result['samples']} generated vs {result['samples']} real {args.real_split} images of {data} "
           f"(evaluator test accuracy {card['test_accuracy']:.4f}):\n{table(result, names)}")
     return written

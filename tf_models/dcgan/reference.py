@@ -15,6 +15,12 @@ Variants (`--variants`):
 - `noise:S`: half A plus Gaussian noise of standard deviation S ([-1, 1] units);
 - `shift:P`: half A moved by P pixels right and down, black (-1) shifted in,
   which is the background only for images whose borders are black.
+
+`--real-split train` cuts the halves from as many training images as the test
+split holds, drawn at random, exactly as `evaluate.py --task gan
+--real-split train` does, and writes `logs/gan_reference/NAME-train/`: the
+yardstick for choosing settings without the test split (the `train` variant
+is then left out).
 """
 
 import math
@@ -35,12 +41,14 @@ def add_arguments(parser):
     parser.add_argument("--data", required=True, help="the real data the evaluator was trained for")
     parser.add_argument("--image-size", type=int, required=True)
     parser.add_argument("--channels", type=int, default=1)
-    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
-                        help="real, train, blur:SIGMA, noise:STD, shift:PIXELS")
+    parser.add_argument("--variants", nargs="+",
+                        help="real, train, blur:SIGMA, noise:STD, shift:PIXELS (default: "
+                             f"{' '.join(DEFAULT_VARIANTS)}; without train under --real-split train)")
     parser.add_argument("--samples", type=int, default=5000, help="images per variant (capped at half the test set)")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="", help="output folder logs/gan_reference/NAME (default: the evaluator)")
+    gan_evaluation.add_real_split_argument(parser)
     parser.add_argument("--logs-root", default="logs")
     parser.add_argument("--models-root", default="saved_models")
 
@@ -81,8 +89,7 @@ def degrade(images, kind, amount, seed=0):
     return images
 
 
-def _split_images(data, split, image_size, channels, batch_size):
-    source = sources.load(data, split, channels=channels)
+def _images(source, image_size, channels, batch_size):
     return np.concatenate([np.asarray(images) for images, _ in classification.batch_split(
         source, image_size, channels, batch_size)])
 
@@ -92,10 +99,24 @@ def _outputs(scorer, images, batch_size):
                                                   for start in range(0, len(images), batch_size)))
 
 
-def reference_scores(scorer, data, image_size, channels, num_classes, variants, samples, batch_size, seed=0):
-    """{variant: scores of `--task gan`} for each variant of real half A against real half B."""
+def check_variants(variants, real_split):
+    """The parsed variants; `train` is refused when the halves are training images already."""
     parsed = {variant: parse_variant(variant) for variant in variants}
-    held_out = _split_images(data, "test", image_size, channels, batch_size)
+    if real_split == "train" and any(kind == "train" for kind, _ in parsed.values()):
+        raise ValueError("With --real-split train both halves are training images already; leave out the train "
+                         "variant.")
+    return parsed
+
+
+def default_variants(real_split):
+    return [variant for variant in DEFAULT_VARIANTS if real_split != "train" or variant != "train"]
+
+
+def reference_scores(scorer, data, image_size, channels, num_classes, variants, samples, batch_size, seed=0,
+                     real_split="test"):
+    """{variant: scores of `--task gan`} for each variant of real half A against real half B."""
+    parsed = check_variants(variants, real_split)
+    held_out = _images(gan_evaluation.real_images(data, channels, real_split), image_size, channels, batch_size)
     first_indices, second_indices = gan_evaluation.held_out_halves(len(held_out), samples, seed)
     first, second = held_out[first_indices], held_out[second_indices]
     count = len(first)
@@ -103,7 +124,7 @@ def reference_scores(scorer, data, image_size, channels, num_classes, variants, 
     results = {}
     for variant, (kind, amount) in parsed.items():
         if kind == "train":
-            train = _split_images(data, "train", image_size, channels, batch_size)
+            train = _images(sources.load(data, "train", channels=channels), image_size, channels, batch_size)
             images = train[np.random.default_rng(seed).permutation(len(train))[:count]]
         else:
             images = degrade(first, kind, amount, seed)
@@ -127,16 +148,19 @@ def table(result):
 
 def evaluate(args):
     name = runs.validate_run_name(args.name or args.evaluator)
-    for variant in args.variants:
-        parse_variant(variant)
+    if args.real_split != "test":
+        name += f"-{args.real_split}"
+    variants = args.variants or default_variants(args.real_split)
+    check_variants(variants, args.real_split)
     scorer, card = gan_evaluation.load_scorer(args.models_root, args.evaluator, args.image_size, args.channels,
                                               args.data)
     result = reference_scores(scorer, args.data, args.image_size, args.channels, len(card["class_names"]),
-                              args.variants, args.samples, args.batch_size, args.seed)
-    result.update(evaluator=args.evaluator, evaluator_test_accuracy=card["test_accuracy"], data=args.data)
+                              variants, args.samples, args.batch_size, args.seed, args.real_split)
+    result.update(evaluator=args.evaluator, evaluator_test_accuracy=card["test_accuracy"], data=args.data,
+                  real_split=args.real_split)
     output_dir = pathlib.Path(args.logs_root) / "gan_reference" / name
     written = [runs.write_json(output_dir / "metrics.json", result),
                runs.atomic_write_text(output_dir / "metrics.md", table(result) + "\n")]
-    print(f"{result['samples']} images per variant against {result['reference_samples']} real held-out images "
+    print(f"{result['samples']} images per variant against {result['reference_samples']} real {args.real_split} images "
           f"(evaluator test accuracy {card['test_accuracy']:.4f}):\n{table(result)}")
     return written
