@@ -31,8 +31,11 @@ def scored_run(tmp_path_factory):
 
 
 def evaluate(root, data=None):
-    args = argparse.Namespace(run="cond", evaluator="digits28", samples=100, batch_size=100, seed=0, truncation=0.0,
-                              data=data, logs_root=str(root / "logs"), models_root=str(root / "models"))
+    parser = argparse.ArgumentParser()
+    gan_evaluation.add_arguments(parser)
+    args = parser.parse_args(["--run", "cond", "--evaluator", "digits28", "--samples", "100", "--batch-size", "100",
+                              "--logs-root", str(root / "logs"), "--models-root", str(root / "models")]
+                             + (["--data", data] if data else []))
     return gan_evaluation.evaluate(args)
 
 
