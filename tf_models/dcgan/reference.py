@@ -124,8 +124,8 @@ def reference_scores(scorer, data, image_size, channels, num_classes, variants, 
     results = {}
     for variant, (kind, amount) in parsed.items():
         if kind == "train":
-            train = _images(sources.load(data, "train", channels=channels), image_size, channels, batch_size)
-            images = train[np.random.default_rng(seed).permutation(len(train))[:count]]
+            images = _images(sources.sample(sources.load(data, "train", channels=channels), count, seed), image_size,
+                             channels, batch_size)
         else:
             images = degrade(first, kind, amount, seed)
         features, probabilities = _outputs(scorer, images, batch_size)
